@@ -1,0 +1,94 @@
+"""The `aligner` command. Every flag of `aligner run ALGO` is generated from ALGO's config dataclass."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from aligner import config as config_mod
+from aligner import plugins
+
+
+class UsageError(Exception):
+    """Bad flags or settings: exit code 2, like argparse."""
+
+
+def _plugins_command(args) -> int:
+    loaded = plugins.default()
+    rows = []
+    for info in loaded.plugins.values():
+        rows.append({
+            "name": info.name, "module": info.module, "distribution": info.distribution, "version": info.version,
+            "algorithms": [{"name": n, "description": loaded.registry.algorithms[n].description}
+                           for n in info.algorithms if n in loaded.registry.algorithms],
+            "reward_functions": [{"name": n, "description": loaded.registry.reward_functions[n].description}
+                                 for n in info.reward_functions if n in loaded.registry.reward_functions],
+            "errors": info.errors,
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['name']}  ({row['distribution']} {row['version']}, {row['module']})")
+        for a in row["algorithms"]:
+            print(f"    algorithm        {a['name']:<10} {a['description']}")
+        for r in row["reward_functions"]:
+            print(f"    reward function  {r['name']:<10} {r['description']}")
+        for e in row["errors"]:
+            print(f"    ERROR            {e}")
+    return 0
+
+
+def _run_command(args, parser: argparse.ArgumentParser) -> int:
+    from aligner.runner import run
+
+    algo = plugins.default().registry.algorithm(args.algorithm)
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "algorithm", "config", "handler")}
+    file_values = config_mod.read_yaml(args.config, algo.config_class) if args.config else {}
+    cfg = config_mod.build(algo.config_class, file_values, given)
+    run(args.algorithm, cfg)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    loaded = plugins.default()
+    parser = argparse.ArgumentParser(prog="aligner", description="Align language models with LoRA adapters on one "
+                                                                 "frozen base, and compare algorithms honestly.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = commands.add_parser("plugins", help="List installed plugins and what each registers.")
+    p.add_argument("--json", action="store_true", help="Machine-readable output.")
+    p.set_defaults(handler=lambda a: _plugins_command(a))
+
+    run_parser = commands.add_parser("run", help="Train one algorithm; `aligner run ALGO --help` lists its flags.")
+    algorithms = run_parser.add_subparsers(dest="algorithm", required=True, metavar="ALGORITHM")
+    for name, algo in sorted(loaded.registry.algorithms.items()):
+        sub = algorithms.add_parser(name, help=algo.description, description=(algo.config_class.__doc__ or "").strip(),
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.add_argument("--config", metavar="FILE.yaml", help="Settings file; flags given on the command line "
+                                                               "override it.")
+        config_mod.add_arguments(sub, algo.config_class)
+        sub.set_defaults(handler=lambda a, _p=sub: _run_command(a, _p))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from aligner.data import DatasetError
+    from aligner.models import ModelLoadError
+    from aligner.registry import RegistryError
+    from aligner.rundir import OutputDirError
+
+    try:
+        return args.handler(args)
+    except (config_mod.ConfigError, RegistryError, UsageError) as error:
+        print(f"aligner: error: {error}", file=sys.stderr)
+        return 2
+    except (DatasetError, ModelLoadError, OutputDirError) as error:
+        print(f"aligner: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Run settings as dataclasses: one place that the CLI flags, `--config` YAML files, help text and `config.yaml`
+are all generated from (the TRL convention of `metadata={"help": ...}`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A setting that is unknown or has an invalid value; the message names it."""
+
+
+def setting(default: Any, help: str, choices: tuple | None = None):
+    """A config field with its help text (and allowed values), mutable defaults handled."""
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Settings every algorithm shares: what to train, where to write, LoRA shape, and how to evaluate."""
+
+    model: str = setting("aligner-toy", "Base model: a Hugging Face hub id, a local directory, or aligner-toy "
+                                        "(the embedded offline default).")
+    dataset: str = setting("aligner-toy", "Preference data (prompt/chosen/rejected): a hub id, a local "
+                                          ".jsonl/.json/.parquet/.csv file, or aligner-toy.")
+    eval_dataset: str | None = setting(None, "Held-out prompts (a file or hub id with a prompt column). Default: "
+                                             "the toy world's, or prompts split off --dataset.")
+    eval_prompts: int = setting(256, "How many held-out prompts to evaluate gold reward and KL on.")
+    gold_reward: str = setting("vader", "Registered reward function used as the gold scorer for evaluation.")
+    eval_max_new_tokens: int = setting(20, "Response length cap when sampling for evaluation.")
+    eval_temperature: float = setting(1.0, "Sampling temperature for evaluation (also used in its KL estimate).")
+    output_dir: str | None = setting(None, "Run directory. Default: runs/<algorithm>-<timestamp>.")
+    overwrite: bool = setting(False, "Replace a non-empty output directory.")
+    seed: int = setting(0, "Random seed for training and evaluation sampling.")
+    learning_rate: float = setting(5e-4, "Optimizer learning rate.")
+    max_steps: int = setting(60, "Optimizer steps to train for.")
+    batch_size: int = setting(16, "Examples per optimizer step.")
+    lora_r: int = setting(16, "LoRA rank.")
+    lora_alpha: int = setting(32, "LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = setting(0.0, "Dropout on the LoRA input.")
+    lora_target_modules: list[str] = setting(["all-linear"], "Modules to adapt (peft names); all-linear adapts "
+                                                              "every linear layer but the output head.")
+    max_length: int = setting(64, "Longest prompt+response in tokens during training; longer ones are truncated.")
+    device: str = setting("auto", "auto picks CUDA (bf16 where supported) when available, else CPU float32.",
+                          choices=("auto", "cpu", "cuda"))
+    report_to: str = setting("none", "Also send metrics to a tracker.", choices=("none", "tensorboard", "wandb"))
+
+    def variant(self) -> str | None:
+        """A short label for a variant of the algorithm (PPO's critic mode), shown beside its name."""
+        return None
+
+    def __post_init__(self) -> None:
+        positive = ["eval_prompts", "eval_max_new_tokens", "eval_temperature", "learning_rate", "max_steps",
+                    "batch_size", "lora_r", "lora_alpha", "max_length"]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{flag(name)} must be > 0, got {getattr(self, name)!r}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout!r}")
+        if not self.lora_target_modules:
+            raise ConfigError("--lora-target-modules must name at least one module")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ConfigError(f"--{flag(f.name)} must be one of {', '.join(choices)}; got {getattr(self, f.name)!r}")
+
+
+def flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _base_type(annotation) -> tuple[type, bool, bool]:
+    """(scalar type, is_list, is_optional) for the annotations configs use."""
+    optional = False
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional, annotation = True, args[0]
+        origin = typing.get_origin(annotation)
+    if origin is list:
+        return typing.get_args(annotation)[0], True, optional
+    return annotation, False, optional
+
+
+def field_types(config_class) -> dict[str, tuple[type, bool, bool]]:
+    hints = typing.get_type_hints(config_class)
+    return {f.name: _base_type(hints[f.name]) for f in dataclasses.fields(config_class)}
+
+
+def coerce(config_class, name: str, value: Any, source: str) -> Any:
+    """Checks a value read from YAML against the field's type; ints are accepted where floats are expected."""
+    scalar, is_list, optional = field_types(config_class)[name]
+    if value is None and optional:
+        return None
+    if is_list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {name} must be a list of {scalar.__name__}, got {value!r}")
+        return [coerce_scalar(scalar, v, f"{source}: {name}") for v in value]
+    return coerce_scalar(scalar, value, f"{source}: {name}")
+
+
+def coerce_scalar(scalar: type, value: Any, where: str) -> Any:
+    if scalar is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if scalar is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML reads 1e-4 as a string
+        except ValueError:
+            pass
+    if not isinstance(value, scalar) or (scalar is int and isinstance(value, bool)):
+        raise ConfigError(f"{where} must be {scalar.__name__}, got {value!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser, config_class) -> None:
+    """One flag per field, defaults suppressed so the caller can tell given flags from defaults."""
+    types_ = field_types(config_class)
+    for f in dataclasses.fields(config_class):
+        scalar, is_list, _ = types_[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
+                                  "help": f"{f.metadata.get('help', '')} (default: {default})"}
+        if f.metadata.get("choices"):
+            kwargs["choices"] = f.metadata["choices"]
+        if scalar is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = scalar
+            kwargs["metavar"] = scalar.__name__.upper()
+            if is_list:
+                kwargs["nargs"] = "+"
+        parser.add_argument(f"--{flag(f.name)}", **kwargs)
+
+
+def read_yaml(path: str | Path, config_class) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--config {path}: not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of setting: value, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(config_class)}
+    out = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in names:
+            raise ConfigError(f"--config {path}: unknown setting {key!r}; valid: {', '.join(sorted(names))}")
+        out[name] = coerce(config_class, name, value, f"--config {path}")
+    return out
+
+
+def build(config_class, file_values: dict | None = None, overrides: dict | None = None):
+    """File values first, explicit flags/keyword overrides on top; the dataclass validates the result."""
+    values = {**(file_values or {}), **(overrides or {})}
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)} for {config_class.__name__}")
+    return config_class(**values)
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,78 @@
+"""What plugins contribute, and the lookup tables the rest of aligner reads them from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class RegistryError(Exception):
+    """A name that is unknown or claimed by two plugins."""
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A training algorithm.
+
+    `train(context)` receives an `aligner.TrainContext` (base model, tokenizer, data, config, metrics sink) and
+    returns the trained `peft.PeftModel` with its policy adapter active; the runner evaluates and saves it, so
+    every algorithm is measured by the same code.
+    """
+
+    name: str
+    description: str
+    config_class: type
+    train: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class RewardFunction:
+    """Scores response texts: `score(prompts, responses) -> list[float]`, higher is better."""
+
+    name: str
+    description: str
+    score: Callable[[list[str], list[str]], list[float]]
+
+
+@dataclass
+class Registry:
+    algorithms: dict[str, Algorithm] = field(default_factory=dict)
+    reward_functions: dict[str, RewardFunction] = field(default_factory=dict)
+    owners: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(kind, name) -> the plugin that registered it."""
+    conflicts: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """(kind, name) -> every plugin that claimed it, when more than one did."""
+
+    def add(self, kind: str, item, plugin: str) -> None:
+        table = self._table(kind)
+        key = (kind, item.name)
+        if item.name in table or key in self.conflicts:
+            owners = self.conflicts.setdefault(key, [self.owners[key]])
+            owners.append(plugin)
+            table.pop(item.name, None)
+            raise RegistryError(
+                f"{kind} {item.name!r} is registered by more than one plugin: {', '.join(map(repr, owners))}; "
+                f"uninstall one, or load only one with ALIGNER_LOAD_PLUGINS"
+            )
+        table[item.name] = item
+        self.owners[key] = plugin
+
+    def algorithm(self, name: str) -> Algorithm:
+        return self._get("algorithm", name)
+
+    def reward_function(self, name: str) -> RewardFunction:
+        return self._get("reward function", name)
+
+    def _table(self, kind: str) -> dict:
+        return self.algorithms if kind == "algorithm" else self.reward_functions
+
+    def _get(self, kind: str, name: str):
+        if (kind, name) in self.conflicts:
+            raise RegistryError(
+                f"{kind} {name!r} is ambiguous: registered by plugins {', '.join(map(repr, self.conflicts[kind, name]))}"
+            )
+        table = self._table(kind)
+        if name not in table:
+            valid = ", ".join(sorted(table)) or "none installed"
+            raise RegistryError(f"unknown {kind} {name!r}; valid: {valid}")
+        return table[name]

@@ -1,0 +1,198 @@
+"""Builds the offline embedded default: a tiny Llama pre-trained on the review grammar, and a preference set.
+
+Nothing here touches the network. The world is built deterministically from a seed on first use and cached, so
+the repository ships code rather than weights. The model and the data are written as ordinary Hugging Face files
+(`save_pretrained`, jsonl) and loaded back through the same code paths a user's `--model` / `--dataset` take.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from aligner.toy import grammar
+from aligner.toy.gold import vader_compound
+from aligner.toy.tokenizer import build_tokenizer
+
+WORLD_VERSION = "v1"
+TOY_MODEL = "aligner-toy"
+"""The value of `--model` / `--dataset` that selects the embedded default."""
+
+
+@dataclass(frozen=True)
+class ToyWorld:
+    root: Path
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def train_path(self) -> Path:
+        return self.root / "preferences.jsonl"
+
+    @property
+    def eval_prompts_path(self) -> Path:
+        return self.root / "eval_prompts.jsonl"
+
+
+def cache_dir() -> Path:
+    """`ALIGNER_CACHE` if set, else `~/.cache/aligner`."""
+    return Path(os.environ.get("ALIGNER_CACHE", Path.home() / ".cache" / "aligner"))
+
+
+def model_config(vocab_size: int, pad_id: int, bos_id: int, eos_id: int) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=160,
+        intermediate_size=448,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+        pad_token_id=pad_id,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        tie_word_embeddings=False,
+    )
+
+
+def pretrain(model: LlamaForCausalLM, tokenizer, texts: list[str], seed: int, batch_size: int = 64,
+             lr: float = 3e-3) -> list[float]:
+    """One epoch of next-token prediction over `texts`; returns the loss of every step."""
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    steps = len(texts) // batch_size
+    warmup = max(1, steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(steps - warmup, 1))))
+    )
+    losses = []
+    model.train()
+    for step in range(steps):
+        batch = [t + " " + tokenizer.eos_token for t in texts[step * batch_size:(step + 1) * batch_size]]
+        enc = tokenizer(batch, return_tensors="pt", padding=True)
+        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+        loss = model(**enc, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+def review_prefixes(texts: list[str]) -> list[str]:
+    """Unique prompts: the first 2 to 4 words of each review, never the whole review."""
+    rng = random.Random(0)
+    prefixes = []
+    for text in texts:
+        words = text.split()
+        k = rng.randint(2, 4)
+        if k < len(words) - 1:
+            prefixes.append(" ".join(words[:k]))
+    return sorted(set(prefixes))
+
+
+@torch.no_grad()
+def sample_continuations(model, tokenizer, prompts: list[str], n: int, max_new_tokens: int, seed: int,
+                         batch_size: int = 128) -> list[list[str]]:
+    """`n` sampled continuations per prompt, each decoded with a leading space (TRL's prompt/completion style)."""
+    torch.manual_seed(seed)
+    out: list[list[str]] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        enc = tokenizer(chunk, return_tensors="pt", padding=True)
+        generated = model.generate(
+            **enc, do_sample=True, top_k=0, top_p=1.0, temperature=1.0, max_new_tokens=max_new_tokens,
+            num_return_sequences=n, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        )
+        texts = tokenizer.batch_decode(generated[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        for i in range(len(chunk)):
+            out.append([" " + t.strip() for t in texts[i * n:(i + 1) * n]])
+    return out
+
+
+def preference_pairs(prompts: list[str], continuations: list[list[str]], min_margin: float) -> list[dict]:
+    """DPO-paper style pairs: the best- and worst-scored continuation of each prompt, by gold score."""
+    rows = []
+    for prompt, candidates in zip(prompts, continuations):
+        candidates = [c for c in candidates if c.strip()]  # an immediate EOS is no response to prefer
+        if len(candidates) < 2:
+            continue
+        scores = vader_compound(candidates)
+        best = max(range(len(candidates)), key=scores.__getitem__)
+        worst = min(range(len(candidates)), key=scores.__getitem__)
+        if scores[best] - scores[worst] >= min_margin and candidates[best] != candidates[worst]:
+            rows.append({"prompt": prompt, "chosen": candidates[best], "rejected": candidates[worst],
+                         "score_chosen": scores[best], "score_rejected": scores[worst]})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def build(root: Path, seed: int = 0, corpus_size: int = 24000, n_eval_prompts: int = 256,
+          samples_per_prompt: int = 4, max_new_tokens: int = 20, prefix_corpus_size: int = 4000,
+          log=print) -> dict:
+    """Builds the whole world into `root` (which must not exist yet); returns build statistics."""
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    model = LlamaForCausalLM(model_config(len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
+                                          tokenizer.eos_token_id))
+    texts = grammar.corpus(corpus_size, seed)
+    log(f"aligner: building the toy world (once): pre-training a {model.num_parameters():,}-parameter Llama "
+        f"on {len(texts):,} synthetic reviews")
+    losses = pretrain(model, tokenizer, texts, seed)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+
+    prefixes = review_prefixes(grammar.corpus(prefix_corpus_size, seed + 1))
+    random.Random(seed).shuffle(prefixes)
+    eval_prompts, train_prompts = prefixes[:n_eval_prompts], prefixes[n_eval_prompts:]
+    log(f"aligner: sampling {samples_per_prompt} continuations for {len(train_prompts)} prompts, labelling by VADER")
+    continuations = sample_continuations(model, tokenizer, train_prompts, samples_per_prompt, max_new_tokens, seed)
+    pairs = preference_pairs(train_prompts, continuations, min_margin=0.1)
+    write_jsonl(root / "preferences.jsonl", pairs)
+    write_jsonl(root / "eval_prompts.jsonl", [{"prompt": p} for p in eval_prompts])
+    stats = {"version": WORLD_VERSION, "seed": seed, "parameters": model.num_parameters(),
+             "pretrain_loss_first": losses[0], "pretrain_loss_last": sum(losses[-20:]) / 20,
+             "train_prompts": len(train_prompts), "pairs": len(pairs), "eval_prompts": len(eval_prompts),
+             "build_seconds": round(time.perf_counter() - started, 1)}
+    (root / "world.json").write_text(json.dumps(stats, indent=2))
+    return stats
+
+
+def ensure(seed: int = 0, log=print) -> ToyWorld:
+    """The cached world for `seed`, built first if missing. Built in a temp dir and renamed, so a killed build
+    never leaves a half-written world behind."""
+    root = cache_dir() / f"toy-{WORLD_VERSION}-seed{seed}"
+    if not (root / "world.json").exists():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
+        try:
+            build(tmp, seed=seed, log=log)
+            if not (root / "world.json").exists():
+                if root.exists():
+                    shutil.rmtree(root)
+                os.replace(tmp, root)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return ToyWorld(root)

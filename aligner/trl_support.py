@@ -1,0 +1,64 @@
+"""What the TRL-based plugins share: translating aligner's settings into TRL's, and routing TRL's logs into the
+run's metrics.jsonl."""
+
+from __future__ import annotations
+
+import torch
+from transformers import TrainerCallback
+
+
+class MetricsCallback(TrainerCallback):
+    def __init__(self, log_metrics):
+        self._log = log_metrics
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            self._log(state.global_step, {k: v for k, v in logs.items() if isinstance(v, (int, float))})
+
+
+def training_arguments(context) -> dict:
+    """Keyword arguments every TRL config takes, from aligner's RunConfig."""
+    cfg = context.config
+    return dict(
+        output_dir=str(context.output_dir / "trainer"),
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        max_steps=cfg.max_steps,
+        max_length=cfg.max_length,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=context.placement.device.type == "cpu",
+        bf16=context.placement.dtype == torch.bfloat16,
+        dataloader_num_workers=0,
+        disable_dropout=True,
+    )
+
+
+class QuietProgress(TrainerCallback):
+    """A progress bar with the latest loss, instead of transformers' bar that prints every log dict."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=state.max_steps, desc="training", dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._bar.update(state.global_step - self._bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self._bar.set_postfix(loss=f"{float(logs['loss']):.4f}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._bar.close()
+
+
+def quiet_progress(trainer) -> None:
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(QuietProgress())

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aligner.config import ConfigError, RunConfig, setting
+
+
+@dataclass
+class ORPOSettings(RunConfig):
+    """Odds Ratio Preference Optimization (Hong et al. 2024) through `trl.experimental.orpo.ORPOTrainer`:
+    SFT on the chosen response plus an odds-ratio penalty, no reference model needed during training."""
+
+    beta: float = setting(0.1, "Weight of the odds-ratio term against the SFT loss (lambda in the paper).")
+    learning_rate: float = setting(1e-3, "Optimizer learning rate.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.beta <= 0:
+            raise ConfigError(f"--beta must be > 0, got {self.beta!r}")

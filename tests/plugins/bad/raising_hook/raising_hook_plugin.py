@@ -1,0 +1,6 @@
+from aligner import hookimpl
+
+
+@hookimpl
+def register_algorithms(register):
+    raise RuntimeError("registration exploded")

@@ -1,0 +1,6 @@
+from aligner import hookimpl
+
+
+@hookimpl
+def register_algorithm(register):  # missing the final "s"
+    pass
