@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import types
 import typing
 from pathlib import Path
@@ -69,6 +70,10 @@ class RunConfig:
             raise ConfigError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout!r}")
         if not self.lora_target_modules:
             raise ConfigError("--lora-target-modules must name at least one module")
+        tracker_modules = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
+        if self.report_to in tracker_modules and not any(map(importlib.util.find_spec, tracker_modules[self.report_to])):
+            raise ConfigError(f"--report-to {self.report_to}: the {self.report_to} package is not installed "
+                              f"(pip install {self.report_to})")
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:

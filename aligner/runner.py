@@ -4,7 +4,6 @@ the algorithm train its adapters, evaluate the policy, and publish the run direc
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import sys
 import time
@@ -77,8 +76,6 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
     where = models.placement(cfg.device)
     train_dataset, eval_prompts = data.load_for_run(cfg.dataset, cfg.eval_dataset, cfg.eval_prompts)
     base, tokenizer = models.load_base(cfg.model, where)
-    if cfg.report_to == "tensorboard":
-        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tensorboard"))
 
     def score(prompts, responses):
         return gold.score(prompts, responses)

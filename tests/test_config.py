@@ -93,3 +93,12 @@ def test_console_script_is_installed():
     result = subprocess.run(["aligner", "run", "--help"], capture_output=True, text=True,
                             env={**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]})
     assert result.returncode == 0 and "dpo" in result.stdout and "orpo" in result.stdout
+
+
+def test_missing_tracker_is_a_config_error(capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    assert main(["run", "dpo", "--report-to", "wandb"]) == 2
+    assert "--report-to wandb: the wandb package is not installed" in capsys.readouterr().err

@@ -15,6 +15,14 @@ from aligner import models
 from helpers import completion_logp
 
 FAST = dict(max_steps=16, batch_size=16, learning_rate=2e-3, eval_prompts=32, eval_max_new_tokens=12)
+
+
+@pytest.fixture
+def few_pairs(tmp_path, toy_world):
+    """32 toy pairs as a user's local file: 16 steps of 16 see each pair 8 times, so the effect is on them."""
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(toy_world.train_path.read_text().splitlines(keepends=True)[:32]))
+    return dict(dataset=str(path), eval_dataset=str(toy_world.eval_prompts_path))
 SUMMARY_KEYS = {"algorithm", "variant", "model", "gold_reward_before", "gold_reward_after", "kl", "peak_memory_mb",
                 "train_seconds", "trainable_params"}
 
@@ -29,7 +37,7 @@ def capture_trained_model(monkeypatch, plugin_module):
 
     def train(context):
         held["model"] = original(context)
-        held["rows"] = context.train_dataset.select(range(24)).to_list()
+        held["rows"] = context.train_dataset.to_list()
         return held["model"]
 
     monkeypatch.setattr(module, "train", train)
@@ -61,7 +69,7 @@ def toy_base_shapes(toy_world):
     return Counter(tuple(p.shape) for n, p in base.named_parameters() if p.dim() == 2)
 
 
-def test_dpo_moves_preferences_and_keeps_one_base_copy(tmp_path, monkeypatch, toy_base_shapes):
+def test_dpo_moves_preferences_and_keeps_one_base_copy(tmp_path, monkeypatch, toy_base_shapes, few_pairs):
     import trl
 
     held = capture_trained_model(monkeypatch, "aligner_dpo.trainer")
@@ -76,7 +84,7 @@ def test_dpo_moves_preferences_and_keeps_one_base_copy(tmp_path, monkeypatch, to
         return loss
 
     monkeypatch.setattr(trl.DPOTrainer, "training_step", training_step)
-    summary = aligner.run("dpo", output_dir=str(tmp_path / "run"), verbose=False, **FAST)
+    summary = aligner.run("dpo", output_dir=str(tmp_path / "run"), verbose=False, **FAST, **few_pairs)
 
     assert observed["ref_model"] is None, "the reference must be the base with adapters disabled"
     for shape, n in toy_base_shapes.items():
@@ -97,10 +105,10 @@ def aligner_tokenizer(run_dir):
     return AutoTokenizer.from_pretrained(run_dir / "adapter")
 
 
-def test_orpo_raises_odds_of_chosen_and_adapter_reloads(tmp_path, monkeypatch):
+def test_orpo_raises_odds_of_chosen_and_adapter_reloads(tmp_path, monkeypatch, few_pairs):
     held = capture_trained_model(monkeypatch, "aligner_orpo.trainer")
     run_dir = tmp_path / "run"
-    aligner.run("orpo", output_dir=str(run_dir), verbose=False, **FAST)
+    aligner.run("orpo", output_dir=str(run_dir), verbose=False, **FAST, **few_pairs)
     model, tok = held["model"], aligner_tokenizer(run_dir)
 
     def log_odds_gap(m):

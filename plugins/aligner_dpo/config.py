@@ -13,7 +13,7 @@ class DPOSettings(RunConfig):
     """Direct Preference Optimization (Rafailov et al. 2023) through `trl.DPOTrainer`; the reference is the base
     with the LoRA adapter disabled."""
 
-    learning_rate: float = setting(2e-3, "Optimizer learning rate.")
+    learning_rate: float = setting(1e-3, "Optimizer learning rate.")
     max_steps: int = setting(200, "Optimizer steps to train for.")
     beta: float = setting(0.1, "KL strength: higher keeps the policy closer to the reference.")
     loss_type: str = setting("sigmoid", "DPO loss variant (TRL's names).", choices=LOSS_TYPES)
