@@ -79,13 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     from aligner.models import ModelLoadError
     from aligner.registry import RegistryError
     from aligner.rundir import OutputDirError
+    from aligner.runner import TrainingError
 
     try:
         return args.handler(args)
     except (config_mod.ConfigError, RegistryError, UsageError) as error:
         print(f"aligner: error: {error}", file=sys.stderr)
         return 2
-    except (DatasetError, ModelLoadError, OutputDirError) as error:
+    except (DatasetError, ModelLoadError, OutputDirError, TrainingError) as error:
         print(f"aligner: error: {error}", file=sys.stderr)
         return 1
 

@@ -6,6 +6,9 @@ same base with adapters disabled. Nothing in aligner loads a second copy of the 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,3 +84,71 @@ def lora_config(config: RunConfig) -> LoraConfig:
 
 def trainable_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Dropout off everywhere: PPO compares log-probs of the same tokens across passes, which dropout would
+    make differ by noise alone."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+@contextlib.contextmanager
+def active_adapter(model, name: str, trainable: list[torch.nn.Parameter]):
+    """Runs a block with adapter `name` active, then restores the previous one.
+
+    peft's `set_adapter` turns `requires_grad` off on every other adapter, and autograd skips accumulating a
+    gradient into a leaf whose `requires_grad` is False at backward time: a policy forward, a switch to the critic
+    and one backward of the summed losses would silently give the policy no gradient (peft 0.21.2, measured).
+    So after each switch, `trainable` (the parameters this run trains) is switched back on.
+    """
+    previous = model.active_adapter
+    model.set_adapter(name)
+    _enable(trainable)
+    try:
+        yield
+    finally:
+        model.set_adapter(previous)
+        _enable(trainable)
+
+
+def _enable(parameters) -> None:
+    for p in parameters:
+        p.requires_grad_(True)
+
+
+def adapter_parameters(model, name: str) -> list[torch.nn.Parameter]:
+    return [p for n, p in model.named_parameters() if f".{name}." in n and "lora_" in n]
+
+
+def save_adapter(model, name: str, directory: Path) -> None:
+    """Saves one named adapter so that `PeftModel.from_pretrained(base, directory)` loads it (peft writes
+    non-default adapters into a subfolder named after them; this flattens that)."""
+    directory = Path(directory)
+    model.save_pretrained(directory, selected_adapters=[name])
+    nested = directory / name
+    if name != "default" and nested.is_dir():
+        for item in nested.iterdir():
+            shutil.move(str(item), directory / item.name)
+        nested.rmdir()
+
+
+def base_fingerprint(model: torch.nn.Module) -> str:
+    """Identifies base weights cheaply: the architecture's shape plus a strided sample of the input embedding.
+    A reward model or critic adapter trained on another base has a different fingerprint."""
+    config = model.config
+    shape = f"{config.model_type}:{config.hidden_size}:{config.num_hidden_layers}:{config.vocab_size}"
+    weight = model.get_input_embeddings().weight.detach().flatten()
+    sample = weight[:: max(1, weight.numel() // 65536)].float().cpu().numpy().tobytes()
+    return hashlib.sha256(shape.encode() + sample).hexdigest()[:16]
+
+
+def add_adapter(model, name: str, config: LoraConfig | None = None) -> None:
+    """Adds a LoRA adapter (shaped like the active one unless `config` is given) without changing which adapter
+    is active or which parameters train: peft may flip `requires_grad` while injecting, so it is put back."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    model.add_adapter(name, config or model.peft_config[model.active_adapter])
+    for n, p in model.named_parameters():
+        p.requires_grad_(False)
+    _enable(trainable)

@@ -23,6 +23,9 @@ class Algorithm:
     description: str
     config_class: type
     train: Callable[[Any], Any]
+    trains_policy: bool = True
+    """False for algorithms that train something other than a policy (a reward model): the runner then skips
+    the policy evaluation and `train` returns None."""
 
 
 @dataclass(frozen=True)

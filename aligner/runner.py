@@ -7,7 +7,7 @@ import dataclasses
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +16,10 @@ import torch
 
 from aligner import config as config_mod
 from aligner import data, evaluation, models, plugins, resources, rundir
+
+
+class TrainingError(Exception):
+    """Training cannot go on (non-finite values, an unusable checkpoint or reward model); the message says why."""
 
 
 @dataclass
@@ -32,6 +36,8 @@ class TrainContext:
     """The staging run directory; algorithms may save extra artefacts (critic, reward model) here."""
     log_metrics: Callable[[int, dict], None]
     registry: Any
+    summary_extras: dict = field(default_factory=dict)
+    """Algorithm-specific figures to add to summary.json (reward model accuracy, phase times, ...)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -51,12 +57,17 @@ def resolve_config(algorithm, config=None, **overrides):
 
 
 def summary_table(summary: dict) -> str:
-    rows = [("gold reward (base)", f"{summary['gold_reward_before']:+.3f}"),
-            ("gold reward (policy)", f"{summary['gold_reward_after']:+.3f}"),
-            ("KL(policy || reference)", f"{summary['kl']:.3f}"),
-            ("peak memory (MB)", f"{summary['peak_memory_mb']:.0f}"),
-            ("train time (s)", f"{summary['train_seconds']:.1f}"),
-            ("trainable params", f"{summary['trainable_params']:,}")]
+    rows = []
+    if summary["gold_reward_after"] is not None:
+        rows += [("gold reward (base)", f"{summary['gold_reward_before']:+.3f}"),
+                 ("gold reward (policy)", f"{summary['gold_reward_after']:+.3f}"),
+                 ("KL(policy || reference)", f"{summary['kl']:.3f}")]
+    if summary.get("reward_model_accuracy") is not None:
+        rows.append(("reward model held-out accuracy", f"{summary['reward_model_accuracy']:.3f}"))
+    rows += [("peak memory (MB)", f"{summary['peak_memory_mb']:.0f}"),
+             ("train time (s)", f"{summary['train_seconds']:.1f}")]
+    if summary["trainable_params"] is not None:
+        rows.append(("trainable params", f"{summary['trainable_params']:,}"))
     width = max(len(k) for k, _ in rows)
     title = f"{summary['algorithm']}" + (f" ({summary['variant']})" if summary["variant"] else "")
     return "\n".join([title, *(f"  {k:<{width}}  {v}" for k, v in rows)])
@@ -81,7 +92,8 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
         return gold.score(prompts, responses)
 
     eval_args = dict(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature, seed=cfg.seed)
-    before = evaluation.evaluate(base, tokenizer, eval_prompts, score, **eval_args)
+    empty = {"gold_reward": None, "gold_reward_std": None, "kl": None, "response_tokens": None, "samples": []}
+    before = evaluation.evaluate(base, tokenizer, eval_prompts, score, **eval_args) if algo.trains_policy else empty
 
     staging = rundir.staging_dir(out)
     metrics = rundir.MetricsLog(staging / "metrics.jsonl")
@@ -94,9 +106,12 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
         policy = algo.train(context)
         train_seconds = time.perf_counter() - started
         peak = resources.peak_memory_mb(where.device)
-        after = evaluation.evaluate(policy, tokenizer, eval_prompts, score, **eval_args)
-        policy.save_pretrained(staging / "adapter")
-        tokenizer.save_pretrained(staging / "adapter")
+        if algo.trains_policy:
+            after = evaluation.evaluate(policy, tokenizer, eval_prompts, score, **eval_args)
+            models.save_adapter(policy, policy.active_adapter, staging / "adapter")
+            tokenizer.save_pretrained(staging / "adapter")
+        else:
+            after = empty
         summary = {
             "algorithm": algorithm,
             "variant": cfg.variant(),
@@ -115,7 +130,8 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
             "train_pairs": len(train_dataset),
             "peak_memory_mb": peak,
             "train_seconds": train_seconds,
-            "trainable_params": models.trainable_parameters(policy),
+            "trainable_params": models.trainable_parameters(policy) if algo.trains_policy else None,
+            **context.summary_extras,
         }
         rundir.write_json(staging / "summary.json", summary)
         rundir.write_json(staging / "samples.json", {"base": before["samples"], "policy": after["samples"]})

@@ -16,12 +16,12 @@ BAD = REPO / "tests" / "plugins" / "bad"
 
 def test_builtins_are_entry_point_plugins():
     loaded = plugins.load()
-    for name, algorithm in (("dpo", "dpo"), ("orpo", "orpo")):
+    for name, algorithms in (("dpo", ["dpo"]), ("orpo", ["orpo"]), ("ppo", ["ppo", "reward"])):
         info = loaded.plugins[name]
         assert info.distribution == "aligner", "built-ins must come through the installed entry-point group"
-        assert info.algorithms == [algorithm] and not info.errors
+        assert info.algorithms == algorithms and not info.errors
     assert loaded.plugins["toy"].reward_functions == ["vader"]
-    assert set(loaded.registry.algorithms) >= {"dpo", "orpo"}
+    assert set(loaded.registry.algorithms) >= {"dpo", "orpo", "ppo", "reward"}
 
 
 def test_third_party_plugin_is_discovered(install_plugin):

@@ -1,0 +1,26 @@
+"""The built-in PPO algorithm and its reward model trainer, registered through the `aligner` entry-point group
+like any third-party plugin."""
+
+from aligner import Algorithm, hookimpl
+
+
+@hookimpl
+def register_algorithms(register):
+    from aligner_ppo.config import PPOSettings, RewardSettings
+
+    register(Algorithm(name="ppo", description="RLHF PPO with a shared value head or a separate critic adapter, "
+                                               "every role on one base", config_class=PPOSettings, train=_train_ppo))
+    register(Algorithm(name="reward", description="Reward model (LoRA adapter + scalar head, Bradley-Terry) for PPO",
+                       config_class=RewardSettings, train=_train_reward, trains_policy=False))
+
+
+def _train_ppo(context):
+    from aligner_ppo.trainer import train  # deferred: `aligner plugins` needs none of the training code
+
+    return train(context)
+
+
+def _train_reward(context):
+    from aligner_ppo.reward_training import train
+
+    return train(context)

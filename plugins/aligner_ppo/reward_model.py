@@ -1,0 +1,131 @@
+"""The reward model: a LoRA adapter plus a scalar head on the shared base, trained with the Bradley-Terry loss
+-log sigmoid(r(chosen) - r(rejected)) (Ouyang et al. 2022; Stiennon et al. 2020)."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from aligner.data import DatasetError
+from aligner.runner import TrainingError
+from aligner.heads import ScalarHead, last_token_index
+from aligner.models import active_adapter, add_adapter, base_fingerprint, save_adapter
+
+ADAPTER = "reward"
+
+
+class RewardModelError(TrainingError):
+    pass
+
+
+@dataclass
+class RewardModel:
+    head: ScalarHead
+
+    @torch.no_grad()
+    def score(self, model, input_ids, attention_mask) -> torch.Tensor:
+        """Scores whole sequences (prompt + response + EOS) at their last real token."""
+        with active_adapter(model, ADAPTER, trainable=[]):
+            return sequence_scores(model, self.head, input_ids, attention_mask)
+
+
+def sequence_scores(model, head: ScalarHead, input_ids, attention_mask) -> torch.Tensor:
+    positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, output_hidden_states=True)
+    hidden = out.hidden_states[-1]
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    return head(hidden[rows, last_token_index(attention_mask)])
+
+
+def encode_pairs(tokenizer, rows: list[dict], max_length: int, device) -> tuple[dict, dict]:
+    def encode(key):
+        texts = [r["prompt"] + r[key] + tokenizer.eos_token for r in rows]
+        return tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length,
+                         padding_side="left").to(device)
+
+    return encode("chosen"), encode("rejected")
+
+
+def split_pairs(rows: list[dict], held_out_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Held-out pairs for accuracy, split by prompt so no held-out prompt is trained on."""
+    prompts = sorted({json.dumps(r["prompt"]) for r in rows})
+    random.Random(seed).shuffle(prompts)
+    held = set(prompts[: max(1, int(len(prompts) * held_out_fraction))])
+    train = [r for r in rows if json.dumps(r["prompt"]) not in held]
+    test = [r for r in rows if json.dumps(r["prompt"]) in held]
+    if not train or not test:
+        raise DatasetError(f"{len(rows)} pairs are too few to hold out {held_out_fraction:.0%} for accuracy")
+    return train, test
+
+
+@torch.no_grad()
+def pairwise_accuracy(model, head, tokenizer, rows, max_length, device, batch_size=64) -> float:
+    correct = 0
+    with active_adapter(model, ADAPTER, trainable=[]):
+        for start in range(0, len(rows), batch_size):
+            chosen, rejected = encode_pairs(tokenizer, rows[start:start + batch_size], max_length, device)
+            margin = sequence_scores(model, head, **chosen) - sequence_scores(model, head, **rejected)
+            correct += int((margin > 0).sum())
+    return correct / len(rows)
+
+
+def train_reward_model(model, tokenizer, rows: list[dict], *, steps: int, batch_size: int, learning_rate: float,
+                       max_length: int, heldout_fraction: float, seed: int, device, log_metrics,
+                       progress=None) -> tuple[RewardModel, dict]:
+    """Adds the `reward` adapter and head to `model`, trains them, and returns the model and its metrics."""
+    train_rows, test_rows = split_pairs(rows, heldout_fraction, seed)
+    add_adapter(model, ADAPTER)
+    head = ScalarHead(model.config.hidden_size, zero_init=False).to(device)
+    params = [p for n, p in model.named_parameters() if f".{ADAPTER}." in n] + list(head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=learning_rate)
+    gen = random.Random(seed)
+    accuracy_before = pairwise_accuracy(model, head, tokenizer, test_rows, max_length, device)
+    with active_adapter(model, ADAPTER, trainable=params):
+        for step in range(1, steps + 1):
+            batch = gen.sample(train_rows, min(batch_size, len(train_rows)))
+            chosen, rejected = encode_pairs(tokenizer, batch, max_length, device)
+            margin = sequence_scores(model, head, **chosen) - sequence_scores(model, head, **rejected)
+            loss = -torch.nn.functional.logsigmoid(margin).mean()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            log_metrics(step, {"reward_model/loss": loss.item(),
+                               "reward_model/accuracy": (margin > 0).float().mean().item()})
+            if progress:
+                progress(step, loss.item())
+    for p in params:
+        p.requires_grad_(False)
+    accuracy = pairwise_accuracy(model, head, tokenizer, test_rows, max_length, device)
+    return RewardModel(head), {"reward_model_accuracy": accuracy, "reward_model_accuracy_before": accuracy_before,
+                               "reward_model_train_pairs": len(train_rows),
+                               "reward_model_heldout_pairs": len(test_rows)}
+
+
+def save(model, reward: RewardModel, directory: Path, metrics: dict) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    save_adapter(model, ADAPTER, directory / "adapter")
+    reward.head.save(directory / "head.safetensors")
+    meta = {"base_fingerprint": base_fingerprint(model), "base_model": model.config.name_or_path,
+            "hidden_size": model.config.hidden_size, **metrics}
+    (directory / "reward_model.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load(model, directory: Path, device) -> tuple[RewardModel, dict]:
+    """Loads a saved reward model onto `model`'s base, refusing one trained on other base weights."""
+    directory = Path(directory)
+    meta_path = directory / "reward_model.json"
+    if not meta_path.is_file():
+        raise RewardModelError(f"--reward-model {directory}: not a reward model directory (no reward_model.json); "
+                               f"make one with `aligner run reward`")
+    meta = json.loads(meta_path.read_text())
+    if meta["base_fingerprint"] != base_fingerprint(model):
+        raise RewardModelError(f"--reward-model {directory}: trained on a different base model "
+                               f"({meta['base_model']}); train one on this base with `aligner run reward`")
+    model.load_adapter(str(directory / "adapter"), adapter_name=ADAPTER, is_trainable=False)
+    head = ScalarHead(meta["hidden_size"], zero_init=True).to(device)
+    head.load(directory / "head.safetensors")
+    return RewardModel(head), meta

@@ -1,0 +1,236 @@
+"""The PPO loop: rollout, score, advantages, update, as separate steps. The arithmetic is in ppo_math."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import get_peft_model
+
+from aligner.evaluation import prompt_texts
+from aligner.models import add_adapter, disable_dropout, lora_config
+from aligner.runner import TrainingError
+from aligner_ppo import checkpoint, reward_model
+from aligner_ppo import ppo_math as pm
+from aligner_ppo.roles import CRITIC, POLICY, Roles
+from aligner_ppo.rollout import Rollout, generate
+
+
+class NonFiniteError(TrainingError):
+    pass
+
+
+@dataclass
+class Batch:
+    """A scored rollout with everything the PPO update reads."""
+
+    rollout: Rollout
+    old_logprobs: torch.Tensor
+    ref_logprobs: torch.Tensor
+    old_values: torch.Tensor
+    scores: torch.Tensor
+    raw_scores: torch.Tensor
+    rewards: torch.Tensor
+    kl: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+
+def check_finite(name: str, value: torch.Tensor, step: int, last_checkpoint: Path | None) -> None:
+    if not torch.isfinite(value).all():
+        where = f"last good checkpoint: {last_checkpoint}" if last_checkpoint else "no checkpoint written yet"
+        raise NonFiniteError(f"non-finite {name} at PPO iteration {step} ({where})")
+
+
+def make_scorer(context, roles: Roles, summary: dict):
+    """The reward source: a trained or loaded reward model, or a registered reward function over the text."""
+    cfg = context.config
+    model, tok, device = roles.model, context.tokenizer, context.placement.device
+    if cfg.reward != "model":
+        name = cfg.gold_reward if cfg.reward == "gold" else cfg.reward
+        function = context.registry.reward_function(name)
+        return lambda rollout: torch.tensor(function.score(prompt_texts(rollout.prompts, tok), rollout.responses),
+                                            dtype=torch.float32, device=device)
+    source = cfg.reward_model
+    if source is None and cfg.resume:
+        previous = checkpoint.find(cfg.resume).parents[1] / "reward_model"
+        source = str(previous) if previous.is_dir() else None
+    if source is not None:
+        rm, meta = reward_model.load(model, Path(source), device)
+        summary["reward_model"] = str(source)
+    else:
+        rm, meta = reward_model.train_reward_model(
+            model, tok, context.train_dataset.to_list(), steps=cfg.reward_model_steps, batch_size=cfg.batch_size,
+            learning_rate=cfg.reward_model_learning_rate, max_length=cfg.max_length, heldout_fraction=0.1,
+            seed=cfg.seed, device=device,
+            log_metrics=lambda s, m: context.log_metrics(0, {"reward_model/step": s, **m}))
+        summary["reward_model"] = "trained in this run"
+    reward_model.save(model, rm, context.output_dir / "reward_model", {k: v for k, v in meta.items()
+                                                                        if k.startswith("reward_model_")})
+    summary["reward_model_accuracy"] = meta.get("reward_model_accuracy")
+    return lambda rollout: rm.score(model, rollout.input_ids, rollout.attention_mask)
+
+
+def setup_critic(context, roles: Roles) -> None:
+    cfg = context.config
+    if cfg.critic != "separate":
+        return
+    add_adapter(roles.model, CRITIC)
+    if cfg.critic_init == "reward" and "reward" in roles.model.peft_config:
+        # Start the critic from the reward model: its adapter weights and its head (Ouyang et al. 2022).
+        with torch.no_grad():
+            named = dict(roles.model.named_parameters())
+            for name, param in named.items():
+                if f".{CRITIC}." in name:
+                    param.copy_(named[name.replace(f".{CRITIC}.", ".reward.")])
+        reward_head = (context.output_dir / "reward_model" / "head.safetensors")
+        roles.value_head.load(reward_head)
+    roles.refresh_trainable()
+
+
+@torch.no_grad()
+def score_rollout(roles: Roles, rollout: Rollout, scorer, kl_ctl, moments, cfg, step, last_ckpt) -> Batch:
+    args = (rollout.input_ids, rollout.attention_mask, rollout.prompt_length, cfg.temperature)
+    out, values = roles.policy_and_values(*args)
+    ref_logprobs = roles.reference_logprobs(*args)
+    mask = rollout.response_mask.float()
+    raw = scorer(rollout).float()
+    check_finite("scores", raw, step, last_ckpt)
+    check_finite("values", values, step, last_ckpt)
+    scores = raw - cfg.missing_eos_penalty * (~rollout.has_eos).float()
+    if cfg.normalize_scores:
+        moments.update(scores)
+        scores = (scores - moments.mean) / moments.std
+    rewards, kl = pm.token_rewards(out.logprobs, ref_logprobs, scores, mask, kl_ctl.value, cfg.kl_estimator)
+    if cfg.whiten_rewards:
+        rewards = pm.masked_whiten(rewards, mask, shift_mean=False)
+    values = values * mask
+    advantages, returns = pm.gae(rewards, values, mask, cfg.gamma, cfg.lam)
+    advantages = pm.masked_whiten(advantages, mask)
+    check_finite("advantages", advantages, step, last_ckpt)
+    return Batch(rollout, out.logprobs * mask, ref_logprobs * mask, values, scores, raw, rewards, kl, advantages,
+                 returns)
+
+
+def ppo_update(roles: Roles, batch: Batch, optimizer, cfg, generator: torch.Generator, step: int,
+               last_ckpt) -> dict:
+    """`ppo_epochs` passes of minibatch updates over one scored rollout, with gradient accumulation."""
+    n = batch.rollout.input_ids.shape[0]
+    micro = cfg.batch_size // cfg.gradient_accumulation_steps
+    stats: dict[str, list[float]] = {k: [] for k in ("pg", "vf", "ent", "approxkl", "clipfrac", "vf_clipfrac")}
+    stopped = False
+    for _ in range(cfg.ppo_epochs):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, cfg.batch_size):
+            minibatch = order[start:start + cfg.batch_size]
+            approxkl = []
+            for micro_start in range(0, len(minibatch), micro):
+                idx = minibatch[micro_start:micro_start + micro]
+                mask = batch.rollout.response_mask[idx].float()
+                out, values = roles.policy_and_values(batch.rollout.input_ids[idx], batch.rollout.attention_mask[idx],
+                                                      batch.rollout.prompt_length, cfg.temperature)
+                pl = pm.policy_loss(out.logprobs, batch.old_logprobs[idx], batch.advantages[idx], mask, cfg.cliprange)
+                vl = pm.value_loss(values, batch.old_values[idx], batch.returns[idx], mask, cfg.cliprange_value)
+                entropy = pm.masked_mean(pm.entropy_from_logits(out.logits), mask)
+                loss = pl.loss + cfg.vf_coef * vl.loss - cfg.entropy_coef * entropy
+                check_finite("loss", loss, step, last_ckpt)
+                (loss / cfg.gradient_accumulation_steps).backward()
+                for key, value in (("pg", pl.loss), ("vf", vl.loss), ("ent", entropy), ("approxkl", pl.approxkl),
+                                   ("clipfrac", pl.clipfrac), ("vf_clipfrac", vl.clipfrac)):
+                    stats[key].append(value.item())
+                approxkl.append(pl.approxkl.item())
+            torch.nn.utils.clip_grad_norm_(roles.trainable, cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if cfg.approxkl_stop is not None and sum(approxkl) / len(approxkl) > cfg.approxkl_stop:
+                stopped = True
+                break
+        if stopped:
+            break
+    mean = {k: sum(v) / len(v) for k, v in stats.items()}
+    return {"loss/policy": mean["pg"], "loss/value": mean["vf"], "policy/entropy": mean["ent"],
+            "policy/approxkl": mean["approxkl"], "policy/clipfrac": mean["clipfrac"],
+            "val/clipfrac": mean["vf_clipfrac"], "policy/early_stopped": float(stopped)}
+
+
+def iteration_metrics(batch: Batch, kl_coef: float) -> dict:
+    mask = batch.rollout.response_mask.float()
+    return {
+        "objective/kl": (batch.kl * mask).sum(1).mean().item(),
+        "objective/entropy": (-batch.old_logprobs * mask).sum(1).mean().item(),
+        "objective/scores": batch.raw_scores.mean().item(),
+        "objective/rlhf_reward": (batch.rewards * mask).sum(1).mean().item(),
+        "objective/kl_coef": kl_coef,
+        "objective/no_eos_fraction": (~batch.rollout.has_eos).float().mean().item(),
+        "val/explained_variance": pm.explained_variance(batch.old_values, batch.returns, mask).item(),
+        "val/mean": pm.masked_mean(batch.old_values, mask).item(),
+        "response/length": mask.sum(1).mean().item(),
+    }
+
+
+def train(context):
+    cfg, device = context.config, context.placement.device
+    base = context.base_model
+    disable_dropout(base)
+    model = get_peft_model(base, lora_config(cfg), adapter_name=POLICY)
+    roles = Roles.build(model, cfg.critic, device)
+    summary = context.summary_extras
+    started = time.perf_counter()
+    scorer = make_scorer(context, roles, summary)
+    summary["reward_model_seconds"] = time.perf_counter() - started
+    setup_critic(context, roles)
+
+    optimizer = torch.optim.AdamW(roles.trainable, lr=cfg.learning_rate, eps=1e-5)
+    kl_ctl = (pm.AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
+              else pm.FixedKLController(cfg.kl_coef))
+    moments = pm.RunningMoments()
+    sampler = torch.Generator().manual_seed(cfg.seed)
+    prompts = list(dict.fromkeys(context.train_dataset["prompt"]))  # unique, in order
+    ckpt_dir = context.output_dir / "checkpoints"
+    first_step, last_ckpt = 1, None
+    if cfg.resume:
+        last_ckpt = checkpoint.find(cfg.resume)
+        first_step = checkpoint.load(last_ckpt, roles, optimizer, kl_ctl, moments, sampler) + 1
+        shutil.copytree(last_ckpt, ckpt_dir / last_ckpt.name)
+
+    from tqdm.auto import tqdm
+
+    rollout_seconds = update_seconds = 0.0
+    bar = tqdm(total=cfg.max_steps, initial=first_step - 1, desc=f"ppo ({cfg.critic} critic)", dynamic_ncols=True)
+    for step in range(first_step, cfg.max_steps + 1):
+        chosen = torch.randperm(len(prompts), generator=sampler)[:cfg.rollout_batch_size].tolist()
+        model.eval()
+        rollout = generate(model, context.tokenizer, [prompts[i] for i in chosen], cfg.response_length,
+                           cfg.temperature)
+        scoring_started = time.perf_counter()
+        batch = score_rollout(roles, rollout, scorer, kl_ctl, moments, cfg, step, last_ckpt)
+        update_started = time.perf_counter()
+        metrics = iteration_metrics(batch, kl_ctl.value)
+        metrics.update(ppo_update(roles, batch, optimizer, cfg, sampler, step, last_ckpt))
+        update_time = time.perf_counter() - update_started
+        score_time = update_started - scoring_started
+        kl_ctl.update(metrics["objective/kl"], cfg.rollout_batch_size)
+        tokens = int(rollout.response_mask.sum())
+        metrics.update({"time/rollout": rollout.seconds, "time/scoring": score_time, "time/update": update_time,
+                        "tokens_per_second": tokens / rollout.seconds})
+        rollout_seconds += rollout.seconds + score_time
+        update_seconds += update_time
+        context.log_metrics(step, metrics)
+        bar.update(1)
+        bar.set_postfix(score=f"{metrics['objective/scores']:+.3f}", kl=f"{metrics['objective/kl']:.2f}")
+        if step % cfg.save_every == 0 or step == cfg.max_steps:
+            last_ckpt = checkpoint.save(ckpt_dir, step, roles, optimizer, kl_ctl, moments, sampler)
+    bar.close()
+    if cfg.critic == "separate":
+        from aligner.models import save_adapter
+
+        save_adapter(model, CRITIC, context.output_dir / "critic" / "adapter")
+    (context.output_dir / "critic").mkdir(exist_ok=True)
+    roles.value_head.save(context.output_dir / "critic" / "value_head.safetensors")
+    summary.update({"rollout_seconds": rollout_seconds, "update_seconds": update_seconds,
+                    "final_kl_coef": kl_ctl.value, "trainable_params": sum(p.numel() for p in roles.trainable)})
+    model.set_adapter(POLICY)
+    return model
