@@ -40,6 +40,13 @@ def _plugins_command(args) -> int:
     return 0
 
 
+def _bench_command(args) -> int:
+    from aligner.bench.run import run_bench
+
+    outcome = run_bench(args.suite, args.output_dir, args.rerun, plugins.default().registry)
+    return 1 if outcome["failed"] else 0
+
+
 def _run_command(args, parser: argparse.ArgumentParser) -> int:
     from aligner.runner import run
 
@@ -59,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("plugins", help="List installed plugins and what each registers.")
     p.add_argument("--json", action="store_true", help="Machine-readable output.")
     p.set_defaults(handler=lambda a: _plugins_command(a))
+
+    bench = commands.add_parser("bench", help="Run a benchmark suite: every algorithm from the same base on the "
+                                              "same data, evaluated alike, side by side.")
+    bench.add_argument("suite", nargs="?", default=None,
+                       help="A suite YAML file, or a built-in suite name (default: default).")
+    bench.add_argument("--output-dir", help="Where runs and results go (default: bench-runs/<suite name>). "
+                                            "Re-running into it keeps finished runs.")
+    bench.add_argument("--rerun", action="store_true", help="Run every run again, finished or not.")
+    bench.set_defaults(handler=lambda a: _bench_command(a))
 
     run_parser = commands.add_parser("run", help="Train one algorithm; `aligner run ALGO --help` lists its flags.")
     algorithms = run_parser.add_subparsers(dest="algorithm", required=True, metavar="ALGORITHM")
@@ -80,10 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     from aligner.registry import RegistryError
     from aligner.rundir import OutputDirError
     from aligner.runner import TrainingError
+    from aligner.bench.suite import SuiteError
 
     try:
         return args.handler(args)
-    except (config_mod.ConfigError, RegistryError, UsageError) as error:
+    except (config_mod.ConfigError, RegistryError, UsageError, SuiteError) as error:
         print(f"aligner: error: {error}", file=sys.stderr)
         return 2
     except (DatasetError, ModelLoadError, OutputDirError, TrainingError) as error:

@@ -93,7 +93,9 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
 
     eval_args = dict(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature, seed=cfg.seed)
     empty = {"gold_reward": None, "gold_reward_std": None, "kl": None, "response_tokens": None, "samples": []}
+    eval_started = time.perf_counter()
     before = evaluation.evaluate(base, tokenizer, eval_prompts, score, **eval_args) if algo.trains_policy else empty
+    eval_seconds = time.perf_counter() - eval_started
 
     staging = rundir.staging_dir(out)
     metrics = rundir.MetricsLog(staging / "metrics.jsonl")
@@ -107,7 +109,9 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
         train_seconds = time.perf_counter() - started
         peak = resources.peak_memory_mb(where.device)
         if algo.trains_policy:
+            eval_started = time.perf_counter()
             after = evaluation.evaluate(policy, tokenizer, eval_prompts, score, **eval_args)
+            eval_seconds += time.perf_counter() - eval_started
             models.save_adapter(policy, policy.active_adapter, staging / "adapter")
             tokenizer.save_pretrained(staging / "adapter")
         else:
@@ -130,6 +134,7 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
             "train_pairs": len(train_dataset),
             "peak_memory_mb": peak,
             "train_seconds": train_seconds,
+            "eval_seconds": eval_seconds,
             "trainable_params": models.trainable_parameters(policy) if algo.trains_policy else None,
             **context.summary_extras,
         }

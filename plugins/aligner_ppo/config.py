@@ -11,7 +11,7 @@ class RewardSettings(RunConfig):
     Bradley-Terry loss; reports pairwise accuracy on held-out pairs."""
 
     learning_rate: float = setting(1e-3, "Optimizer learning rate.")
-    max_steps: int = setting(150, "Optimizer steps to train for.")
+    max_steps: int = setting(400, "Optimizer steps to train for.")
     heldout_fraction: float = setting(0.1, "Fraction of prompts whose pairs are held out to measure accuracy.")
 
     def __post_init__(self) -> None:
@@ -35,9 +35,9 @@ class PPOSettings(RunConfig):
                                    "the DPO paper's PPO-GT setting), or any registered reward function's name.")
     reward_model: str | None = setting(None, "A reward model directory from `aligner run reward`; when none is "
                                              "given and --reward is model, one is trained first.")
-    reward_model_steps: int = setting(150, "Steps to train the reward model when none is given.")
+    reward_model_steps: int = setting(400, "Steps to train the reward model when none is given.")
     reward_model_learning_rate: float = setting(1e-3, "Learning rate of that reward model training.")
-    max_steps: int = setting(30, "PPO iterations (one rollout batch and its updates each).")
+    max_steps: int = setting(60, "PPO iterations (one rollout batch and its updates each).")
     learning_rate: float = setting(1e-3, "Optimizer learning rate for the policy, critic and value head.")
     rollout_batch_size: int = setting(64, "Prompts sampled per iteration.")
     batch_size: int = setting(16, "Minibatch size of each PPO update.")
@@ -45,7 +45,8 @@ class PPOSettings(RunConfig):
     ppo_epochs: int = setting(2, "Passes over each rollout batch.")
     response_length: int = setting(20, "Maximum new tokens per rollout response.")
     temperature: float = setting(1.0, "Sampling temperature, applied identically in rollouts and log-probs.")
-    kl_coef: float = setting(0.05, "Initial KL penalty coefficient (beta) per token.")
+    kl_coef: float = setting(0.1, "Initial KL penalty coefficient (beta) per token, in units of the score's "
+                                   "running std when --normalize-scores is on.")
     adaptive_kl: bool = setting(False, "Adapt the KL coefficient toward --target-kl (Ziegler et al. 2019).")
     target_kl: float = setting(6.0, "Target sequence KL for the adaptive controller.")
     kl_horizon: int = setting(10000, "Horizon (samples) of the adaptive controller.")
@@ -59,7 +60,8 @@ class PPOSettings(RunConfig):
     vf_coef: float = setting(0.1, "Value loss coefficient.")
     entropy_coef: float = setting(0.0, "Entropy bonus coefficient.")
     whiten_rewards: bool = setting(False, "Whiten per-token rewards before GAE (keeping their mean).")
-    normalize_scores: bool = setting(False, "Normalise scores by running mean and std across rollouts.")
+    normalize_scores: bool = setting(True, "Normalise scores by their running mean and std across rollouts, so "
+                                              "--kl-coef means the same for any reward scale.")
     approxkl_stop: float | None = setting(None, "Stop the remaining PPO epochs of an iteration once a minibatch's "
                                                 "approximate KL to the rollout policy exceeds this.")
     max_grad_norm: float = setting(1.0, "Gradient clipping norm.")
