@@ -60,12 +60,17 @@ class RunConfig:
         """A short label for a variant of the algorithm (PPO's critic mode), shown beside its name."""
         return None
 
+    def require(self, names: list[str], minimum: float = 0, inclusive: bool = False) -> None:
+        """Each named setting must be > minimum (>= with `inclusive`); the error names the flag."""
+        for name in names:
+            value = getattr(self, name)
+            if value < minimum or (value == minimum and not inclusive):
+                relation = ">=" if inclusive else ">"
+                raise ConfigError(f"--{flag(name)} must be {relation} {minimum}, got {value!r}")
+
     def __post_init__(self) -> None:
-        positive = ["eval_prompts", "eval_max_new_tokens", "eval_temperature", "learning_rate", "max_steps",
-                    "batch_size", "lora_r", "lora_alpha", "max_length"]
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{flag(name)} must be > 0, got {getattr(self, name)!r}")
+        self.require(["eval_prompts", "eval_max_new_tokens", "eval_temperature", "learning_rate", "max_steps",
+                      "batch_size", "lora_r", "lora_alpha", "max_length"])
         if not 0 <= self.lora_dropout < 1:
             raise ConfigError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout!r}")
         if not self.lora_target_modules:

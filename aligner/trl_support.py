@@ -62,3 +62,21 @@ def quiet_progress(trainer) -> None:
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(QuietProgress())
+
+
+def train_with_trl(trainer_class, args, context):
+    """Hands the frozen base and a LoRA config to a TRL trainer, which wraps the base once; with no `ref_model`,
+    TRL computes reference log-probs with the adapter disabled, so the base weights exist once."""
+    from aligner.models import lora_config
+
+    trainer = trainer_class(
+        model=context.base_model,
+        args=args,
+        train_dataset=context.train_dataset,
+        processing_class=context.tokenizer,
+        peft_config=lora_config(context.config),
+        callbacks=[MetricsCallback(context.log_metrics)],
+    )
+    quiet_progress(trainer)
+    trainer.train()
+    return trainer.model

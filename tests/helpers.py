@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections import Counter
+
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -38,3 +41,16 @@ def completion_logp(model, tok, prompt: str, completion: str) -> torch.Tensor:
     targets = ids[0, 1:]
     token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return token_logp[len(prompt_ids) - 1:].sum()
+
+
+def base_weight_storages() -> Counter:
+    """How many distinct storages hold a float32 matrix of each shape, across every live tensor: with one copy of
+    the base, this equals the count of base weights of that shape."""
+    counts, seen = Counter(), set()
+    for obj in gc.get_objects():
+        if isinstance(obj, torch.Tensor) and obj.dim() == 2 and obj.dtype == torch.float32:
+            key = obj.untyped_storage().data_ptr()
+            if key not in seen:
+                seen.add(key)
+                counts[tuple(obj.shape)] += 1
+    return counts

@@ -64,3 +64,24 @@ def test_sampling_is_seeded_and_leaves_global_rng_alone(policy):
     assert torch.equal(torch.random.get_rng_state(), before)
     b = evaluation.sample(model, tok, PROMPTS, 8, 1.0, seed=4)
     assert a.responses == b.responses and torch.equal(a.input_ids, b.input_ids)
+
+
+def test_kl_estimate_agrees_with_exact_kl_on_one_token_responses(policy):
+    """With one-token responses the exact KL is a sum over the vocabulary; the sampled estimate must agree."""
+    model, tok = policy
+    randomize_lora(model, scale=1.0)
+    prompt = "the plot was"
+    ids = torch.tensor([tok(prompt)["input_ids"]])
+    temperature = 0.8
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0, -1] / temperature, -1)
+        with model.disable_adapter():
+            ref_logp = torch.log_softmax(model(input_ids=ids).logits[0, -1] / temperature, -1)
+    exact = (logp.exp() * (logp - ref_logp)).sum().item()
+    samples = evaluation.sample(model, tok, [prompt] * 4000, max_new_tokens=1, temperature=temperature, seed=0,
+                                batch_size=1000)
+    kl = evaluation.sequence_kl(model, samples, temperature)
+    standard_error = kl.std().item() / len(kl) ** 0.5
+    assert exact > 0.01, "the adapter must move the distribution for the comparison to mean anything"
+    assert standard_error < exact / 4, "enough samples to tell the estimate from zero"
+    assert abs(kl.mean().item() - exact) < 4 * standard_error, (kl.mean().item(), exact, standard_error)

@@ -1,6 +1,5 @@
 """PPO end to end on the toy world: both critic modes, gradient routing, one base copy, resume, bad input."""
 
-import gc
 import json
 from collections import Counter
 from pathlib import Path
@@ -17,7 +16,7 @@ from aligner.registry import RewardFunction
 from aligner.runner import TrainingError
 from aligner_ppo import ppo_math
 from aligner_ppo.roles import Roles
-from helpers import tiny_llama
+from helpers import base_weight_storages, tiny_llama
 
 FAST = dict(max_steps=3, rollout_batch_size=16, batch_size=8, reward_model_steps=10, eval_prompts=16,
             eval_max_new_tokens=8, response_length=12)
@@ -71,16 +70,6 @@ def test_value_loss_gradient_reaches_policy_only_when_shared(critic, rollout_lik
     assert all(changed), "every trainable tensor (policy, critic, value head) moves in an optimizer step"
 
 
-def base_storages():
-    counts, seen = Counter(), set()
-    for obj in gc.get_objects():
-        if isinstance(obj, torch.Tensor) and obj.dim() == 2 and obj.dtype == torch.float32:
-            key = obj.untyped_storage().data_ptr()
-            if key not in seen:
-                seen.add(key)
-                counts[tuple(obj.shape)] += 1
-    return counts
-
 
 @pytest.mark.parametrize("critic", ["shared", "separate"])
 def test_ppo_trains_both_critic_modes_on_one_base(tmp_path, monkeypatch, critic, toy_world):
@@ -96,7 +85,7 @@ def test_ppo_trains_both_critic_modes_on_one_base(tmp_path, monkeypatch, critic,
     def ppo_update(roles, batch, *args, **kwargs):
         if "storages" not in seen:
             seen["adapters"] = sorted(roles.model.peft_config)
-            seen["storages"] = base_storages()
+            seen["storages"] = base_weight_storages()
         return original(roles, batch, *args, **kwargs)
 
     monkeypatch.setattr(trainer, "ppo_update", ppo_update)
@@ -227,3 +216,10 @@ def test_resume_from_nowhere_is_refused(tmp_path, capsys, toy_world):
     assert main(["run", "ppo", "--reward", "gold", "--resume", str(tmp_path), "--output-dir", str(tmp_path / "o"),
                  "--eval-prompts", "4"]) == 1
     assert "no checkpoint there" in capsys.readouterr().err
+
+
+def test_ppo_setting_bounds_name_the_flag(capsys):
+    assert main(["run", "ppo", "--cliprange", "-0.1"]) == 2
+    assert "--cliprange must be >= 0, got -0.1" in capsys.readouterr().err
+    assert main(["run", "ppo", "--ppo-epochs", "0"]) == 2
+    assert "--ppo-epochs must be > 0, got 0" in capsys.readouterr().err

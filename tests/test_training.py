@@ -1,6 +1,5 @@
 """DPO and ORPO through the whole run: a few steps on the toy world, checked for effect, artefacts and memory."""
 
-import gc
 import json
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from peft import PeftModel
 
 import aligner
 from aligner import models
-from helpers import completion_logp
+from helpers import base_weight_storages, completion_logp
 
 FAST = dict(max_steps=16, batch_size=16, learning_rate=2e-3, eval_prompts=32, eval_max_new_tokens=12)
 
@@ -49,18 +48,6 @@ def pair_logps(model, tok, rows):
     rejected = torch.stack([completion_logp(model, tok, r["prompt"], r["rejected"]) for r in rows])
     return chosen, rejected
 
-
-def base_weight_storages():
-    """How many distinct storages hold a tensor shaped like each base weight, across every live tensor."""
-    counts = Counter()
-    seen = set()
-    for obj in gc.get_objects():
-        if isinstance(obj, torch.Tensor) and obj.dim() == 2 and obj.dtype == torch.float32:
-            key = obj.untyped_storage().data_ptr()
-            if key not in seen:
-                seen.add(key)
-                counts[tuple(obj.shape)] += 1
-    return counts
 
 
 @pytest.fixture(scope="module")

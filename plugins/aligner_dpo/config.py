@@ -21,7 +21,6 @@ class DPOSettings(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.beta <= 0:
-            raise ConfigError(f"--beta must be > 0, got {self.beta!r}")
+        self.require(["beta"])
         if not 0 <= self.label_smoothing < 0.5:
             raise ConfigError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing!r}")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aligner.config import ConfigError, RunConfig, setting
+from aligner.config import RunConfig, setting
 
 
 @dataclass
@@ -16,5 +16,4 @@ class ORPOSettings(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.beta <= 0:
-            raise ConfigError(f"--beta must be > 0, got {self.beta!r}")
+        self.require(["beta"])

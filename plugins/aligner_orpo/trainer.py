@@ -4,23 +4,11 @@ import os
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # experimental on purpose; pyproject pins trl
 
-from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: E402
 
-from aligner.models import lora_config
-from aligner.trl_support import MetricsCallback, quiet_progress, training_arguments
+from aligner.trl_support import train_with_trl, training_arguments  # noqa: E402
 
 
 def train(context):
-    cfg = context.config
-    args = ORPOConfig(beta=cfg.beta, **training_arguments(context))
-    trainer = ORPOTrainer(
-        model=context.base_model,
-        args=args,
-        train_dataset=context.train_dataset,
-        processing_class=context.tokenizer,
-        peft_config=lora_config(cfg),
-        callbacks=[MetricsCallback(context.log_metrics)],
-    )
-    quiet_progress(trainer)
-    trainer.train()
-    return trainer.model
+    args = ORPOConfig(beta=context.config.beta, **training_arguments(context))
+    return train_with_trl(ORPOTrainer, args, context)

@@ -74,13 +74,10 @@ class PPOSettings(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("rollout_batch_size", "ppo_epochs", "response_length", "temperature", "target_kl", "kl_horizon",
-                     "gradient_accumulation_steps", "save_every", "reward_model_steps", "reward_model_learning_rate"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)!r}")
-        for name in ("kl_coef", "cliprange", "cliprange_value", "vf_coef", "entropy_coef", "max_grad_norm"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)!r}")
+        self.require(["rollout_batch_size", "ppo_epochs", "response_length", "temperature", "target_kl", "kl_horizon",
+                      "gradient_accumulation_steps", "save_every", "reward_model_steps", "reward_model_learning_rate"])
+        self.require(["kl_coef", "cliprange", "cliprange_value", "vf_coef", "entropy_coef", "max_grad_norm"],
+                     inclusive=True)
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
             raise ConfigError(f"--gamma and --lam must be in [0, 1], got {self.gamma!r} and {self.lam!r}")
         if self.rollout_batch_size % self.batch_size:

@@ -1,0 +1,133 @@
+"""Turns finished runs into one record each, aggregates over seeds, and writes results.json/.csv/.md."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import statistics
+from pathlib import Path
+
+from aligner.bench.execute import failure_path, read_json, run_dir
+from aligner.bench.suite import Suite
+from aligner.rundir import write_atomic, write_json
+
+RECORD_COLUMNS = ["id", "group", "algorithm", "variant", "seed", "status", "gold_reward", "gold_reward_base", "kl",
+                  "win_rate", "reward_model_accuracy", "peak_memory_mb", "train_seconds", "reward_model_seconds",
+                  "rollout_seconds", "update_seconds", "eval_seconds", "trainable_params", "tokens_per_second",
+                  "error"]
+AGGREGATE_METRICS = ["gold_reward", "kl", "win_rate", "reward_model_accuracy", "peak_memory_mb", "train_seconds",
+                     "reward_model_seconds", "rollout_seconds", "update_seconds", "eval_seconds", "trainable_params",
+                     "tokens_per_second"]
+
+
+def win_rate(samples: dict) -> float | None:
+    """Share of held-out prompts where the policy's response outscores the base's (ties count half)."""
+    pairs = list(zip(samples.get("policy", []), samples.get("base", [])))
+    if not pairs:
+        return None
+    wins = sum(1.0 if p["gold"] > b["gold"] else 0.5 if p["gold"] == b["gold"] else 0.0 for p, b in pairs)
+    return wins / len(pairs)
+
+
+def mean_tokens_per_second(metrics_path: Path) -> float | None:
+    if not metrics_path.is_file():
+        return None
+    values = [row["tokens_per_second"] for row in map(json.loads, metrics_path.read_text().splitlines())
+              if "tokens_per_second" in row]
+    return statistics.fmean(values) if values else None
+
+
+def record(out: Path, spec) -> dict:
+    base = {"id": spec.id, "group": spec.group, "algorithm": spec.algorithm, "seed": spec.seed, "sweep": spec.sweep}
+    summary = read_json(run_dir(out, spec) / "summary.json")
+    if summary is None:
+        failure = read_json(failure_path(out, spec))
+        return {**base, "status": "failed" if failure else "missing", "error": failure and failure["error"]}
+    samples = read_json(run_dir(out, spec) / "samples.json") or {}
+    return {
+        **base, "status": "finished", "variant": summary.get("variant"),
+        "gold_reward": summary["gold_reward_after"], "gold_reward_base": summary["gold_reward_before"],
+        "kl": summary["kl"], "win_rate": win_rate(samples),
+        "reward_model_accuracy": summary.get("reward_model_accuracy"), "peak_memory_mb": summary["peak_memory_mb"],
+        "train_seconds": summary["train_seconds"], "reward_model_seconds": summary.get("reward_model_seconds"),
+        "rollout_seconds": summary.get("rollout_seconds"), "update_seconds": summary.get("update_seconds"),
+        "eval_seconds": summary.get("eval_seconds"), "trainable_params": summary["trainable_params"],
+        "tokens_per_second": mean_tokens_per_second(run_dir(out, spec) / "metrics.jsonl"), "error": None,
+    }
+
+
+def aggregate(records: list[dict]) -> list[dict]:
+    """Mean and standard deviation over the seeds of each group (finished runs only)."""
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(r["group"], []).append(r)
+    rows = []
+    for group, members in groups.items():
+        done = [m for m in members if m["status"] == "finished"]
+        row = {"group": group, "algorithm": members[0]["algorithm"], "sweep": members[0]["sweep"],
+               "variant": done[0]["variant"] if done else None, "seeds": len(done), "failed": len(members) - len(done)}
+        for metric in AGGREGATE_METRICS:
+            values = [m[metric] for m in done if m.get(metric) is not None]
+            row[f"{metric}_mean"] = statistics.fmean(values) if values else None
+            row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+        rows.append(row)
+    return rows
+
+
+def _fmt(mean, std, digits=3) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std else f"{mean:.{digits}f}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = ("| run | algorithm | variant | seeds | gold reward | KL(policy‖ref) | win rate vs base | RM accuracy "
+            "| peak memory (MB) | train time (s) |")
+    lines = [head, "|" + "|".join([" --- "] * 10) + "|"]
+    for r in rows:
+        lines.append(f"| {r['group']} | {r['algorithm']} | {r['variant'] or ''} | {r['seeds']}"
+                     f"{' (+' + str(r['failed']) + ' failed)' if r['failed'] else ''} "
+                     f"| {_fmt(r['gold_reward_mean'], r['gold_reward_std'])} | {_fmt(r['kl_mean'], r['kl_std'], 2)} "
+                     f"| {_fmt(r['win_rate_mean'], r['win_rate_std'])} "
+                     f"| {_fmt(r['reward_model_accuracy_mean'], r['reward_model_accuracy_std'])} "
+                     f"| {_fmt(r['peak_memory_mb_mean'], r['peak_memory_mb_std'], 0)} "
+                     f"| {_fmt(r['train_seconds_mean'], r['train_seconds_std'], 1)} |")
+    return "\n".join(lines)
+
+
+def phases_table(rows: list[dict]) -> str:
+    """Where the time went, per run group (means over seeds)."""
+    head = ("| run | reward model (s) | rollout + scoring (s) | update (s) | train total (s) | evaluation (s) "
+            "| trainable params | rollout tokens/s |")
+    lines = [head, "|" + "|".join([" --- "] * 8) + "|"]
+
+    def cell(row, key, digits=1):
+        value = row[f"{key}_mean"]
+        return "-" if value is None else f"{value:,.{digits}f}"
+
+    for r in rows:
+        lines.append(f"| {r['group']} | {cell(r, 'reward_model_seconds')} | {cell(r, 'rollout_seconds')} "
+                     f"| {cell(r, 'update_seconds')} | {cell(r, 'train_seconds')} | {cell(r, 'eval_seconds')} "
+                     f"| {cell(r, 'trainable_params', 0)} | {cell(r, 'tokens_per_second', 0)} |")
+    return "\n".join(lines)
+
+
+def write(out: Path, suite: Suite, records: list[dict], rows: list[dict], command: str, versions: dict) -> None:
+    suite_file = os.path.relpath(suite.path) if not str(os.path.relpath(suite.path)).startswith("..") else suite.path
+    write_json(out / "results.json", {"suite": suite.name, "suite_file": str(suite_file), "command": command,
+                                      "versions": versions, "runs": records, "aggregates": rows})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RECORD_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(records)
+    write_atomic(out / "results.csv", buffer.getvalue())
+    failed = [r for r in records if r["status"] != "finished"]
+    notes = "".join(f"\n- `{r['id']}` {r['status']}: {(r.get('error') or '').splitlines()[-1:] or ''}"
+                    for r in failed)
+    versions_line = ", ".join(f"{k} {v}" for k, v in versions.items())
+    write_atomic(out / "results.md", f"# Benchmark: {suite.name}\n\n{suite.description}\n\n"
+                                     f"Command: `{command}`\n\nVersions: {versions_line}\n\n"
+                                     f"{markdown_table(rows)}\n\n### Time and size\n\n{phases_table(rows)}\n"
+                                     f"{'' if not failed else chr(10) + 'Not finished:' + notes + chr(10)}")

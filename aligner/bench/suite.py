@@ -1,0 +1,169 @@
+"""Benchmark suites: a YAML file naming the base, the data, the evaluation and the runs to compare.
+
+Every entry is checked against the registry and the algorithms' settings before anything trains, so a typo in
+run 14 fails at once, naming the entry, not after an hour.
+
+    name: default
+    common: {model: aligner-toy, dataset: aligner-toy, eval_prompts: 128}   # every run gets these
+    seeds: [0, 1, 2]
+    runs:
+      - {name: base, algorithm: base}
+      - {name: ppo-shared, algorithm: ppo, settings: {critic: shared}}
+      - {name: dpo, algorithm: dpo, seeds: [0], sweep: {beta: [0.05, 0.1, 0.5]}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from aligner import config as config_mod
+from aligner.config import ConfigError, RunConfig
+
+SUITE_KEYS = {"name", "description", "common", "seeds", "runs"}
+RUN_KEYS = {"name", "algorithm", "settings", "seeds", "sweep"}
+MANAGED = {"output_dir", "overwrite", "seed", "resume"}
+"""Settings the bench controls itself."""
+BUILTIN_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
+
+
+class SuiteError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    id: str              # unique: group + seed, used as the run's directory name
+    group: str           # runs that differ only by seed
+    name: str            # the suite entry
+    algorithm: str
+    seed: int
+    settings: dict       # every setting given (common + run + sweep point), without output_dir/seed
+    sweep: dict          # the sweep point alone, for labels
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    path: Path
+    runs: list[RunSpec]
+
+
+def resolve_path(spec: str | None) -> Path:
+    """A suite file path, or the name of a built-in suite in benchmarks/suites/."""
+    spec = spec or "default"
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise SuiteError(f"suite {spec}: no such file")
+        return path
+    builtin = BUILTIN_DIR / f"{spec}.yaml"
+    if not builtin.is_file():
+        names = ", ".join(sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml")))
+        raise SuiteError(f"suite {spec!r}: not a file and not a built-in suite ({names})")
+    return builtin
+
+
+def _label(value) -> str:
+    return str(value).replace("/", "_").replace(" ", "")
+
+
+def _check_settings(where: str, algorithm, values: dict, source: str) -> dict:
+    cls = algorithm.config_class
+    names = {f.name for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in (values or {}).items():
+        name = str(key).replace("-", "_")
+        if name in MANAGED:
+            raise SuiteError(f"{where}: setting {key!r} is managed by the bench and cannot be set")
+        if name not in names:
+            raise SuiteError(f"{where}: unknown setting {key!r} for algorithm {algorithm.name!r}")
+        try:
+            out[name] = config_mod.coerce(cls, name, value, where)
+        except ConfigError as error:
+            raise SuiteError(str(error)) from None
+    return out
+
+
+def load(spec: str | None, registry) -> Suite:
+    path = resolve_path(spec)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SuiteError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise SuiteError(f"{path}: expected a mapping with {', '.join(sorted(SUITE_KEYS))}")
+    unknown = set(data) - SUITE_KEYS
+    if unknown:
+        raise SuiteError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(SUITE_KEYS))}")
+    seeds = data.get("seeds", [0])
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise SuiteError(f"{path}: seeds must be a non-empty list of integers, got {seeds!r}")
+    common = data.get("common") or {}
+    if not isinstance(common, dict):
+        raise SuiteError(f"{path}: common must be a mapping of settings")
+    run_entries = data.get("runs")
+    if not isinstance(run_entries, list) or not run_entries:
+        raise SuiteError(f"{path}: runs must be a non-empty list")
+
+    specs: list[RunSpec] = []
+    names: set[str] = set()
+    for index, entry in enumerate(run_entries, start=1):
+        where = f"{path}: runs[{index}]"
+        if not isinstance(entry, dict):
+            raise SuiteError(f"{where}: expected a mapping with {', '.join(sorted(RUN_KEYS))}")
+        unknown = set(entry) - RUN_KEYS
+        if unknown:
+            raise SuiteError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(RUN_KEYS))}")
+        if "algorithm" not in entry:
+            raise SuiteError(f"{where}: missing key 'algorithm'")
+        name = str(entry.get("name", entry["algorithm"]))
+        where = f"{path}: runs[{index}] ({name})"
+        if name in names:
+            raise SuiteError(f"{where}: duplicate run name {name!r}")
+        names.add(name)
+        try:
+            algorithm = registry.algorithm(str(entry["algorithm"]))
+        except Exception as error:
+            raise SuiteError(f"{where}: {error}") from None
+        if not algorithm.trains_policy:
+            raise SuiteError(f"{where}: {algorithm.name!r} trains no policy, so it has no row to compare")
+        base = {**_check_settings(f"{path}: common", algorithm, common, "common"),
+                **_check_settings(where, algorithm, entry.get("settings") or {}, "settings")}
+        sweep = entry.get("sweep") or {}
+        if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
+            raise SuiteError(f"{where}: sweep must map setting names to non-empty lists of values")
+        sweep = {k: [_check_settings(where, algorithm, {k: v}, "sweep")[k.replace('-', '_')] for v in values]
+                 for k, values in sweep.items()}
+        run_seeds = entry.get("seeds", seeds)
+        if not (isinstance(run_seeds, list) and run_seeds and all(isinstance(s, int) for s in run_seeds)):
+            raise SuiteError(f"{where}: seeds must be a non-empty list of integers")
+        keys = [k.replace("-", "_") for k in sweep]
+        for point in itertools.product(*sweep.values()) if sweep else [()]:
+            sweep_point = dict(zip(keys, point))
+            group = name + "".join(f"-{k}{_label(v)}" for k, v in sweep_point.items())
+            settings = {**base, **sweep_point}
+            try:
+                algorithm.config_class(**settings)
+            except (ConfigError, TypeError) as error:
+                raise SuiteError(f"{where}: {error}") from None
+            for seed in run_seeds:
+                specs.append(RunSpec(f"{group}-seed{seed}", group, name, algorithm.name, seed, settings, sweep_point))
+    return Suite(str(data.get("name", path.stem)), str(data.get("description", "")), path, specs)
+
+
+def check_common_is_shared(suite: Suite) -> None:
+    """Every run must train from the same base on the same data and be evaluated alike."""
+    shared = ("model", "dataset", "eval_dataset", "eval_prompts", "gold_reward", "eval_max_new_tokens",
+              "eval_temperature")
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    for key in shared:
+        values = {repr(spec.settings.get(key, defaults[key])) for spec in suite.runs}
+        if len(values) > 1:
+            raise SuiteError(f"{suite.path}: {key} differs between runs ({', '.join(sorted(values))}); set it "
+                             f"under common so every run shares it")
