@@ -223,3 +223,32 @@ def test_ppo_setting_bounds_name_the_flag(capsys):
     assert "--cliprange must be >= 0, got -0.1" in capsys.readouterr().err
     assert main(["run", "ppo", "--ppo-epochs", "0"]) == 2
     assert "--ppo-epochs must be > 0, got 0" in capsys.readouterr().err
+
+
+def test_ppo_refuses_trackers_it_cannot_feed(capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "wandb" else real(name, *a))
+    assert main(["run", "ppo", "--report-to", "wandb"]) == 2
+    assert "ppo does not send metrics to trackers yet" in capsys.readouterr().err
+
+
+def test_conversational_pairs_train_a_reward_model(toy_world):
+    """Chat-format pairs go through the tokenizer's chat template, for the reward model and PPO prompts alike."""
+    from aligner import models
+    from aligner_ppo import reward_model
+
+    base, tok = models.load_base("aligner-toy", models.placement("cpu"))
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    rows = [json.loads(line) for line in toy_world.train_path.read_text().splitlines()[:40]]
+    chat = [{"prompt": [{"role": "user", "content": r["prompt"]}],
+             "chosen": [{"role": "assistant", "content": r["chosen"].strip()}],
+             "rejected": [{"role": "assistant", "content": r["rejected"].strip()}]} for r in rows]
+    assert reward_model.pair_text(tok, chat[0]["prompt"], chat[0]["chosen"]).split() == \
+        (rows[0]["prompt"] + rows[0]["chosen"]).split()
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    rm, metrics = reward_model.train_reward_model(model, tok, chat, steps=2, batch_size=8, learning_rate=1e-3,
+                                                  max_length=48, heldout_fraction=0.2, seed=0,
+                                                  device=torch.device("cpu"), log_metrics=lambda *a: None)
+    assert 0 <= metrics["reward_model_accuracy"] <= 1

@@ -86,5 +86,8 @@ class PPOSettings(RunConfig):
         if self.batch_size % self.gradient_accumulation_steps:
             raise ConfigError(f"--gradient-accumulation-steps {self.gradient_accumulation_steps} must divide "
                               f"--batch-size {self.batch_size}")
+        if self.report_to != "none":
+            raise ConfigError(f"--report-to {self.report_to}: ppo does not send metrics to trackers yet; they are in "
+                              f"the run's metrics.jsonl")
         if self.reward_model is not None and self.reward != "model":
             raise ConfigError(f"--reward-model is only used with --reward model, not --reward {self.reward}")

@@ -41,9 +41,17 @@ def sequence_scores(model, head: ScalarHead, input_ids, attention_mask) -> torch
     return head(hidden[rows, last_token_index(attention_mask)])
 
 
+def pair_text(tokenizer, prompt, response) -> str:
+    """Prompt and response as the model reads them: concatenated strings, or chat messages through the model's
+    chat template (TRL's conversational format)."""
+    if isinstance(prompt, list):
+        return tokenizer.apply_chat_template(prompt + response, tokenize=False)
+    return prompt + response + tokenizer.eos_token
+
+
 def encode_pairs(tokenizer, rows: list[dict], max_length: int, device) -> tuple[dict, dict]:
     def encode(key):
-        texts = [r["prompt"] + r[key] + tokenizer.eos_token for r in rows]
+        texts = [pair_text(tokenizer, r["prompt"], r[key]) for r in rows]
         return tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length,
                          padding_side="left").to(device)
 

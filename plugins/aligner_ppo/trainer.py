@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -188,7 +189,7 @@ def train(context):
               else pm.FixedKLController(cfg.kl_coef))
     moments = pm.RunningMoments()
     sampler = torch.Generator().manual_seed(cfg.seed)
-    prompts = list(dict.fromkeys(context.train_dataset["prompt"]))  # unique, in order
+    prompts = list({json.dumps(p): p for p in context.train_dataset["prompt"]}.values())  # unique, in order
     ckpt_dir = context.output_dir / "checkpoints"
     first_step, last_ckpt = 1, None
     if cfg.resume:
