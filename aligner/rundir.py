@@ -76,3 +76,13 @@ class MetricsLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+class NullLog:
+    """The metrics sink of processes other than the main one: they compute metrics but never write them."""
+
+    def __call__(self, step: int, metrics: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from aligner import config as config_mod
-from aligner import data, evaluation, models, plugins, resources, rundir
+from aligner import data, distributed, evaluation, models, plugins, resources, rundir
 
 
 class TrainingError(Exception):
@@ -75,7 +75,9 @@ def summary_table(summary: dict) -> str:
 
 def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> dict:
     """Trains `algorithm` with `config` (its config dataclass, a dict, or keyword settings) and returns the
-    summary that is also written to `summary.json` in the run directory."""
+    summary that is also written to `summary.json` in the run directory. Launched on several processes
+    (`accelerate launch` / `torchrun`), every process trains and only the main one evaluates, writes and returns
+    the summary; the others return None."""
     loaded = plugins.default()
     algo = loaded.registry.algorithm(algorithm)
     cfg = resolve_config(algo, config, **overrides)
@@ -85,8 +87,11 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
 
     seed_everything(cfg.seed)
     where = models.placement(cfg.device)
-    train_dataset, eval_prompts = data.load_for_run(cfg.dataset, cfg.eval_dataset, cfg.eval_prompts)
-    base, tokenizer = models.load_base(cfg.model, where)
+    state = distributed.init(where.device.type)
+    main = distributed.is_main()
+    with state.main_process_first():  # the main process builds the toy world (once) before the others read it
+        train_dataset, eval_prompts = data.load_for_run(cfg.dataset, cfg.eval_dataset, cfg.eval_prompts)
+        base, tokenizer = models.load_base(cfg.model, where)
 
     def score(prompts, responses):
         return gold.score(prompts, responses)
@@ -94,13 +99,15 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
     eval_args = dict(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature, seed=cfg.seed)
     empty = {"gold_reward": None, "gold_reward_std": None, "kl": None, "response_tokens": None, "samples": []}
     eval_started = time.perf_counter()
-    before = evaluation.evaluate(base, tokenizer, eval_prompts, score, **eval_args) if algo.trains_policy else empty
+    evaluates = algo.trains_policy and main  # with several processes, the main one evaluates and writes
+    before = evaluation.evaluate(base, tokenizer, eval_prompts, score, **eval_args) if evaluates else empty
     eval_seconds = time.perf_counter() - eval_started
 
-    staging = rundir.staging_dir(out)
-    metrics = rundir.MetricsLog(staging / "metrics.jsonl")
+    staging = Path(distributed.broadcast(str(rundir.staging_dir(out)) if main else None))
+    metrics = rundir.MetricsLog(staging / "metrics.jsonl") if main else rundir.NullLog()
     try:
-        rundir.write_yaml(staging / "config.yaml", {"algorithm": algorithm, **config_mod.to_dict(cfg)})
+        if main:
+            rundir.write_yaml(staging / "config.yaml", {"algorithm": algorithm, **config_mod.to_dict(cfg)})
         context = TrainContext(cfg, base, tokenizer, train_dataset, eval_prompts, where, staging, metrics,
                                loaded.registry)
         resources.reset_peak()
@@ -108,6 +115,9 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
         policy = algo.train(context)
         train_seconds = time.perf_counter() - started
         peak = resources.peak_memory_mb(where.device)
+        if not main:
+            metrics.close()
+            return None
         if algo.trains_policy:
             eval_started = time.perf_counter()
             after = evaluation.evaluate(policy, tokenizer, eval_prompts, score, **eval_args)
@@ -136,6 +146,7 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
             "train_seconds": train_seconds,
             "eval_seconds": eval_seconds,
             "trainable_params": models.trainable_parameters(policy) if algo.trains_policy else None,
+            "num_processes": distributed.world_size(),
             **context.summary_extras,
         }
         rundir.write_json(staging / "summary.json", summary)

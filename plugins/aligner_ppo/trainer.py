@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from peft import get_peft_model
 
+from aligner import distributed
 from aligner.evaluation import prompt_texts
 from aligner.models import add_adapter, disable_dropout, lora_config
 from aligner.runner import TrainingError
@@ -69,8 +70,10 @@ def make_scorer(context, roles: Roles, summary: dict):
             seed=cfg.seed, device=device,
             log_metrics=lambda s, m: context.log_metrics(0, {"reward_model/step": s, **m}))
         summary["reward_model"] = "trained in this run"
-    reward_model.save(model, rm, context.output_dir / "reward_model", {k: v for k, v in meta.items()
-                                                                        if k.startswith("reward_model_")})
+    if distributed.is_main():
+        reward_model.save(model, rm, context.output_dir / "reward_model", {k: v for k, v in meta.items()
+                                                                            if k.startswith("reward_model_")})
+    distributed.barrier()  # a separate critic may start from the saved reward head
     summary["reward_model_accuracy"] = meta.get("reward_model_accuracy")
     return lambda rollout: rm.score(model, rollout.input_ids, rollout.attention_mask)
 
@@ -143,10 +146,12 @@ def ppo_update(roles: Roles, batch: Batch, optimizer, cfg, generator: torch.Gene
                                    ("clipfrac", pl.clipfrac), ("vf_clipfrac", vl.clipfrac)):
                     stats[key].append(value.item())
                 approxkl.append(pl.approxkl.item())
+            distributed.average_gradients(roles.trainable)
             torch.nn.utils.clip_grad_norm_(roles.trainable, cfg.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            if cfg.approxkl_stop is not None and sum(approxkl) / len(approxkl) > cfg.approxkl_stop:
+            mean_approxkl = distributed.reduce_metrics({"kl": sum(approxkl) / len(approxkl)})["kl"]
+            if cfg.approxkl_stop is not None and mean_approxkl > cfg.approxkl_stop:
                 stopped = True
                 break
         if stopped:
@@ -188,7 +193,10 @@ def train(context):
     kl_ctl = (pm.AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
               else pm.FixedKLController(cfg.kl_coef))
     moments = pm.RunningMoments()
-    sampler = torch.Generator().manual_seed(cfg.seed)
+    # Each process samples its own prompts and responses; with one process this is exactly the single-process run.
+    sampler = torch.Generator().manual_seed(cfg.seed + distributed.rank())
+    if distributed.rank():
+        torch.manual_seed(cfg.seed + distributed.rank())
     prompts = list({json.dumps(p): p for p in context.train_dataset["prompt"]}.values())  # unique, in order
     ckpt_dir = context.output_dir / "checkpoints"
     first_step, last_ckpt = 1, None
@@ -200,7 +208,8 @@ def train(context):
     from tqdm.auto import tqdm
 
     rollout_seconds = update_seconds = 0.0
-    bar = tqdm(total=cfg.max_steps, initial=first_step - 1, desc=f"ppo ({cfg.critic} critic)", dynamic_ncols=True)
+    bar = tqdm(total=cfg.max_steps, initial=first_step - 1, desc=f"ppo ({cfg.critic} critic)", dynamic_ncols=True,
+               disable=not distributed.is_main())
     for step in range(first_step, cfg.max_steps + 1):
         chosen = torch.randperm(len(prompts), generator=sampler)[:cfg.rollout_batch_size].tolist()
         model.eval()
@@ -213,18 +222,22 @@ def train(context):
         metrics.update(ppo_update(roles, batch, optimizer, cfg, sampler, step, last_ckpt))
         update_time = time.perf_counter() - update_started
         score_time = update_started - scoring_started
-        kl_ctl.update(metrics["objective/kl"], cfg.rollout_batch_size)
         tokens = int(rollout.response_mask.sum())
         metrics.update({"time/rollout": rollout.seconds, "time/scoring": score_time, "time/update": update_time,
-                        "tokens_per_second": tokens / rollout.seconds})
+                        "tokens_per_second": tokens / rollout.seconds, "rollout/samples": len(rollout.prompts)})
+        metrics = distributed.reduce_metrics(metrics, summed=("tokens_per_second", "rollout/samples"))
+        kl_ctl.update(metrics["objective/kl"], int(metrics["rollout/samples"]))  # the same on every process
         rollout_seconds += rollout.seconds + score_time
         update_seconds += update_time
         context.log_metrics(step, metrics)
         bar.update(1)
         bar.set_postfix(score=f"{metrics['objective/scores']:+.3f}", kl=f"{metrics['objective/kl']:.2f}")
-        if step % cfg.save_every == 0 or step == cfg.max_steps:
+        if (step % cfg.save_every == 0 or step == cfg.max_steps) and distributed.is_main():
             last_ckpt = checkpoint.save(ckpt_dir, step, roles, optimizer, kl_ctl, moments, sampler)
     bar.close()
+    if not distributed.is_main():
+        model.set_adapter(POLICY)
+        return model
     if cfg.critic == "separate":
         from aligner.models import save_adapter
 
