@@ -43,7 +43,10 @@ def _plugins_command(args) -> int:
 def _bench_command(args) -> int:
     from aligner.bench.run import run_bench
 
-    outcome = run_bench(args.suite, args.output_dir, args.rerun, plugins.default().registry)
+    if args.num_processes < 1:
+        raise UsageError(f"--num-processes must be >= 1, got {args.num_processes}")
+    outcome = run_bench(args.suite, args.output_dir, args.rerun, plugins.default().registry,
+                        num_processes=args.num_processes)
     return 1 if outcome["failed"] else 0
 
 
@@ -74,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--output-dir", help="Where runs and results go (default: bench-runs/<suite name>). "
                                             "Re-running into it keeps finished runs.")
     bench.add_argument("--rerun", action="store_true", help="Run every run again, finished or not.")
+    bench.add_argument("--num-processes", type=int, default=1, metavar="N",
+                       help="Run each run data-parallel on N processes (torchrun; one per GPU).")
     bench.set_defaults(handler=lambda a: _bench_command(a))
 
     run_parser = commands.add_parser("run", help="Train one algorithm; `aligner run ALGO --help` lists its flags.")

@@ -77,3 +77,12 @@ def test_accelerate_configs_load(name):
     raw = yaml.safe_load(path.read_text())
     assert str(config.distributed_type).endswith(raw["distributed_type"])
     assert config.num_processes == raw["num_processes"]
+
+
+def test_bench_runs_each_run_on_two_processes(tmp_path, toy_world):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump({"common": {"eval_prompts": 8, "eval_max_new_tokens": 6}, "runs": [
+        {"name": "dpo", "algorithm": "dpo", "settings": {"max_steps": 2, "batch_size": 8}}]}))
+    launch(["bench", str(suite), "--output-dir", str(tmp_path / "out"), "--num-processes", "2"], processes=1)
+    summary = json.loads((tmp_path / "out" / "runs" / "dpo-seed0" / "summary.json").read_text())
+    assert summary["num_processes"] == 2

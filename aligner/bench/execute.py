@@ -37,13 +37,29 @@ def is_finished(out: Path, spec: RunSpec) -> bool:
     return (run_dir(out, spec) / "summary.json").is_file()
 
 
-def run_one(out: Path, spec: RunSpec) -> Outcome:
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launcher(num_processes: int) -> list[str]:
+    """How each run's process starts: plain, or under torchrun with `num_processes` data-parallel workers."""
+    if num_processes == 1:
+        return [sys.executable, "-m", "aligner"]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(num_processes), "--master_addr",
+            "127.0.0.1", "--master_port", str(free_port()), "-m", "aligner"]
+
+
+def run_one(out: Path, spec: RunSpec, num_processes: int = 1) -> Outcome:
     configs, logs = out / "configs", out / "logs"
     configs.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
     config_path = configs / f"{spec.id}.yaml"
     config_path.write_text(yaml.safe_dump(spec.settings, sort_keys=True))
-    command = [sys.executable, "-m", "aligner", "run", spec.algorithm, "--config", str(config_path),
+    command = [*launcher(num_processes), "run", spec.algorithm, "--config", str(config_path),
                "--seed", str(spec.seed), "--output-dir", str(run_dir(out, spec)), "--overwrite"]
     started = time.perf_counter()
     with open(logs / f"{spec.id}.log", "w") as log:
@@ -71,7 +87,7 @@ def estimate(durations: dict[str, list[float]], algorithm: str) -> float:
     return sum(everything) / len(everything) if everything else 0.0
 
 
-def execute(suite: Suite, out: Path, rerun: bool = False, log=print) -> list[Outcome]:
+def execute(suite: Suite, out: Path, rerun: bool = False, log=print, num_processes: int = 1) -> list[Outcome]:
     """Runs what is not finished yet (everything with `rerun`), printing progress with an ETA."""
     outcomes: list[Outcome] = []
     durations: dict[str, list[float]] = {}
@@ -82,7 +98,7 @@ def execute(suite: Suite, out: Path, rerun: bool = False, log=print) -> list[Out
             log(f"[{index}/{total}] {spec.id}: finished earlier, kept (--rerun to redo)")
             continue
         log(f"[{index}/{total}] {spec.id}: running {spec.algorithm} ...")
-        outcome = run_one(out, spec)
+        outcome = run_one(out, spec, num_processes)
         outcomes.append(outcome)
         durations.setdefault(spec.algorithm, []).append(outcome.seconds)
         remaining = [s for s in suite.runs[index:] if rerun or not is_finished(out, s)]

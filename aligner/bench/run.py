@@ -23,13 +23,14 @@ def versions() -> dict:
     return found
 
 
-def run_bench(suite_spec: str | None, output_dir: str | None, rerun: bool, registry, log=print) -> dict:
+def run_bench(suite_spec: str | None, output_dir: str | None, rerun: bool, registry, log=print,
+              num_processes: int = 1) -> dict:
     suite = suite_mod.load(suite_spec, registry)
     suite_mod.check_common_is_shared(suite)
     out = Path(output_dir) if output_dir else Path("bench-runs") / suite.name
     out.mkdir(parents=True, exist_ok=True)
     log(f"aligner bench: suite {suite.name!r} ({suite.path}), {len(suite.runs)} runs, writing to {out}")
-    execute.execute(suite, out, rerun=rerun, log=log)
+    execute.execute(suite, out, rerun=rerun, log=log, num_processes=num_processes)
     records = [results.record(out, spec) for spec in suite.runs]
     rows = results.aggregate(records)
     command = "aligner bench" + "".join(f" {shlex.quote(a)}" for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] \
