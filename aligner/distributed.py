@@ -40,15 +40,45 @@ def broadcast(value):
     return broadcast_object_list([value])[0]
 
 
+def _is_sharded(tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
 def average_gradients(parameters: list[torch.nn.Parameter]) -> None:
-    """Data parallelism by hand: every process ends the backward with the mean gradient of all processes."""
+    """Data parallelism by hand: every process ends the backward with the mean gradient of all processes.
+    Sharded (FSDP) parameters are skipped: FSDP has already averaged their gradients in the backward."""
     if world_size() == 1:
         return
     for p in parameters:
+        if _is_sharded(p):
+            continue
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.SUM)
         p.grad /= world_size()
+
+
+def clip_grad_norm_(parameters: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """`torch.nn.utils.clip_grad_norm_` over a mix of sharded (FSDP) and replicated parameters, which torch's own
+    cannot combine: a sharded gradient's squared norm is summed over its shards on every process, a replicated
+    one's (already averaged, so identical everywhere) is counted once. Returns the total norm before clipping."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    sharded = [g for g in grads if _is_sharded(g)]
+    if not sharded:
+        return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    local = [g.to_local() for g in sharded]
+    squared = torch.stack([g.float().pow(2).sum() for g in local]).sum()
+    torch.distributed.all_reduce(squared, op=torch.distributed.ReduceOp.SUM)
+    replicated = [g for g in grads if not _is_sharded(g)]
+    if replicated:
+        squared = squared + torch.stack([g.float().pow(2).sum() for g in replicated]).sum().to(squared.device)
+    total = squared.sqrt()
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in local + replicated:
+        g.mul_(scale.to(device=g.device, dtype=g.dtype))
+    return total
 
 
 def reduce_metrics(metrics: dict[str, float], summed: tuple[str, ...] = ()) -> dict[str, float]:

@@ -56,7 +56,8 @@ def sample(model, tokenizer, prompts: list, max_new_tokens: int, temperature: fl
         mask = enc["attention_mask"][start:start + batch_size]
         out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, top_k=0, top_p=1.0,
                              temperature=temperature, max_new_tokens=max_new_tokens,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                             synced_gpus=False)  # the main process evaluates alone
         response = out[:, ids.shape[1]:]
         pad = torch.full((response.shape[0], max_new_tokens - response.shape[1]), tokenizer.pad_token_id,
                          dtype=response.dtype, device=device)

@@ -124,9 +124,16 @@ def adapter_parameters(model, name: str) -> list[torch.nn.Parameter]:
 
 def save_adapter(model, name: str, directory: Path) -> None:
     """Saves one named adapter so that `PeftModel.from_pretrained(base, directory)` loads it (peft writes
-    non-default adapters into a subfolder named after them; this flattens that)."""
+    non-default adapters into a subfolder named after them; this flattens that). A sharded model is saved from its
+    gathered weights (inside `aligner.sharding.gathered`): its own state_dict would hold shards."""
+    from aligner import sharding
+
     directory = Path(directory)
-    model.save_pretrained(directory, selected_adapters=[name])
+    extra = {}
+    if sharding.is_sharded(model):
+        # copies: numpy views (safetensors) would pin FSDP's gathered storage, which it frees on resharding
+        extra["state_dict"] = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    model.save_pretrained(directory, selected_adapters=[name], **extra)
     nested = directory / name
     if name != "default" and nested.is_dir():
         for item in nested.iterdir():
@@ -140,7 +147,7 @@ def base_fingerprint(model: torch.nn.Module) -> str:
     config = model.config
     shape = f"{config.model_type}:{config.hidden_size}:{config.num_hidden_layers}:{config.vocab_size}"
     weight = model.get_input_embeddings().weight.detach().flatten()
-    sample = weight[:: max(1, weight.numel() // 65536)].float().cpu().numpy().tobytes()
+    sample = weight[:: max(1, weight.numel() // 65536)].float().cpu().clone().numpy().tobytes()  # copy: see above
     return hashlib.sha256(shape.encode() + sample).hexdigest()[:16]
 
 

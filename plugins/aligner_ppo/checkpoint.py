@@ -24,6 +24,8 @@ class ResumeError(TrainingError):
 
 
 def save(directory: Path, step: int, roles, optimizer, kl_controller, moments, sampler: torch.Generator) -> Path:
+    """`optimizer` None (a sharded run, whose optimizer state lies in shards on every process) writes a checkpoint
+    of the weights that cannot be resumed from."""
     final = directory / f"step-{step:06d}"
     tmp = directory / f".step-{step:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -33,7 +35,7 @@ def save(directory: Path, step: int, roles, optimizer, kl_controller, moments, s
         save_adapter(roles.model, CRITIC, tmp / "critic")
     roles.value_head.save(tmp / "value_head.safetensors")
     torch.save({
-        "step": step, "optimizer": optimizer.state_dict(), "kl_coef": kl_controller.value,
+        "step": step, "optimizer": optimizer.state_dict() if optimizer is not None else None, "kl_coef": kl_controller.value,
         "moments": moments.state_dict(), "sampler": sampler.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "python_rng": random.getstate(), "numpy_rng": np.random.get_state(), "critic": roles.critic,
@@ -59,6 +61,9 @@ def load(checkpoint: Path, roles, optimizer, kl_controller, moments, sampler: to
     state = torch.load(checkpoint / "state.pt", weights_only=False)
     if state["critic"] != roles.critic:
         raise ResumeError(f"--resume {checkpoint}: saved with --critic {state['critic']}, not {roles.critic}")
+    if state["optimizer"] is None:
+        raise ResumeError(f"--resume {checkpoint}: written by a sharded (FSDP) run, which saves no optimizer state; "
+                          f"it holds the adapters and value head only")
     set_peft_model_state_dict(roles.model, load_file(checkpoint / "policy" / "adapter_model.safetensors"),
                               adapter_name=POLICY)
     if roles.critic == "separate":

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from aligner import distributed
 from aligner.data import DatasetError
 from aligner.runner import TrainingError
 from aligner.heads import ScalarHead, last_token_index
@@ -86,11 +87,12 @@ def train_reward_model(model, tokenizer, rows: list[dict], *, steps: int, batch_
                        progress=None) -> tuple[RewardModel, dict]:
     """Adds the `reward` adapter and head to `model`, trains them, and returns the model and its metrics."""
     train_rows, test_rows = split_pairs(rows, heldout_fraction, seed)
-    add_adapter(model, ADAPTER)
+    if ADAPTER not in model.peft_config:  # a sharded model has it added before sharding
+        add_adapter(model, ADAPTER)
     head = ScalarHead(model.config.hidden_size, zero_init=False).to(device)
     params = [p for n, p in model.named_parameters() if f".{ADAPTER}." in n] + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=learning_rate)
-    gen = random.Random(seed)
+    gen = random.Random(seed + distributed.rank())  # data parallel: each process samples its own batches
     accuracy_before = pairwise_accuracy(model, head, tokenizer, test_rows, max_length, device)
     with active_adapter(model, ADAPTER, trainable=params):
         for step in range(1, steps + 1):
@@ -99,10 +101,11 @@ def train_reward_model(model, tokenizer, rows: list[dict], *, steps: int, batch_
             margin = sequence_scores(model, head, **chosen) - sequence_scores(model, head, **rejected)
             loss = -torch.nn.functional.logsigmoid(margin).mean()
             loss.backward()
+            distributed.average_gradients(params)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            log_metrics(step, {"reward_model/loss": loss.item(),
-                               "reward_model/accuracy": (margin > 0).float().mean().item()})
+            log_metrics(step, distributed.reduce_metrics({"reward_model/loss": loss.item(),
+                                                          "reward_model/accuracy": (margin > 0).float().mean().item()}))
             if progress:
                 progress(step, loss.item())
     for p in params:

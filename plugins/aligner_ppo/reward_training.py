@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from peft import get_peft_model
 
+from aligner import distributed
 from aligner.models import lora_config
 from aligner_ppo import reward_model
 
@@ -19,7 +20,8 @@ def train(context):
         model, context.tokenizer, context.train_dataset.to_list(), steps=cfg.max_steps, batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, max_length=cfg.max_length, heldout_fraction=cfg.heldout_fraction,
         seed=cfg.seed, device=context.placement.device, log_metrics=context.log_metrics)
-    reward_model.save(model, rm, context.output_dir / "reward_model", metrics)
+    if distributed.is_main():
+        reward_model.save(model, rm, context.output_dir / "reward_model", metrics)
     context.summary_extras.update(metrics)
     context.summary_extras["trainable_params"] = sum(
         p.numel() for n, p in model.named_parameters() if ".reward." in n) + sum(p.numel() for p in rm.head.parameters())

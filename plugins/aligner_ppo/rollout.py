@@ -35,7 +35,8 @@ def generate(model, tokenizer, prompts: list, response_length: int, temperature:
                     padding_side="left").to(device)
     out = model.generate(**enc, do_sample=True, top_k=0, top_p=1.0, temperature=temperature,
                          max_new_tokens=response_length, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
+                         eos_token_id=tokenizer.eos_token_id,
+                         synced_gpus=False)  # each process decodes alone (on gathered weights when sharded)
     response = out[:, enc["input_ids"].shape[1]:]
     if response.shape[1] < response_length:
         pad = torch.full((response.shape[0], response_length - response.shape[1]), tokenizer.pad_token_id,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from peft import get_peft_model
 
-from aligner import distributed
+from aligner import distributed, sharding
 from aligner.evaluation import prompt_texts
 from aligner.models import add_adapter, disable_dropout, lora_config
 from aligner.runner import TrainingError
@@ -47,8 +48,26 @@ def check_finite(name: str, value: torch.Tensor, step: int, last_checkpoint: Pat
         raise NonFiniteError(f"non-finite {name} at PPO iteration {step} ({where})")
 
 
-def make_scorer(context, roles: Roles, summary: dict):
-    """The reward source: a trained or loaded reward model, or a registered reward function over the text."""
+def attach_reward_model(context, model, summary: dict):
+    """Loads the given reward model onto the base, or adds the adapter of the one to be trained; None when the
+    reward is a function. Every adapter must exist before the model is sharded, so this comes first."""
+    cfg = context.config
+    if cfg.reward != "model":
+        return None
+    source = cfg.reward_model
+    if source is None and cfg.resume:
+        previous = checkpoint.find(cfg.resume).parents[1] / "reward_model"
+        source = str(previous) if previous.is_dir() else None
+    if source is None:
+        add_adapter(model, reward_model.ADAPTER)
+        summary["reward_model"] = "trained in this run"
+        return None
+    summary["reward_model"] = str(source)
+    return reward_model.load(model, Path(source), context.placement.device)
+
+
+def make_scorer(context, roles: Roles, summary: dict, loaded):
+    """The reward source: the loaded reward model, one trained now, or a registered reward function on the text."""
     cfg = context.config
     model, tok, device = roles.model, context.tokenizer, context.placement.device
     if cfg.reward != "model":
@@ -56,23 +75,18 @@ def make_scorer(context, roles: Roles, summary: dict):
         function = context.registry.reward_function(name)
         return lambda rollout: torch.tensor(function.score(prompt_texts(rollout.prompts, tok), rollout.responses),
                                             dtype=torch.float32, device=device)
-    source = cfg.reward_model
-    if source is None and cfg.resume:
-        previous = checkpoint.find(cfg.resume).parents[1] / "reward_model"
-        source = str(previous) if previous.is_dir() else None
-    if source is not None:
-        rm, meta = reward_model.load(model, Path(source), device)
-        summary["reward_model"] = str(source)
+    if loaded is not None:
+        rm, meta = loaded
     else:
         rm, meta = reward_model.train_reward_model(
             model, tok, context.train_dataset.to_list(), steps=cfg.reward_model_steps, batch_size=cfg.batch_size,
             learning_rate=cfg.reward_model_learning_rate, max_length=cfg.max_length, heldout_fraction=0.1,
             seed=cfg.seed, device=device,
             log_metrics=lambda s, m: context.log_metrics(0, {"reward_model/step": s, **m}))
-        summary["reward_model"] = "trained in this run"
-    if distributed.is_main():
-        reward_model.save(model, rm, context.output_dir / "reward_model", {k: v for k, v in meta.items()
-                                                                            if k.startswith("reward_model_")})
+    with sharding.gathered(model):
+        if distributed.is_main():
+            reward_model.save(model, rm, context.output_dir / "reward_model", {k: v for k, v in meta.items()
+                                                                                if k.startswith("reward_model_")})
     distributed.barrier()  # a separate critic may start from the saved reward head
     summary["reward_model_accuracy"] = meta.get("reward_model_accuracy")
     return lambda rollout: rm.score(model, rollout.input_ids, rollout.attention_mask)
@@ -82,7 +96,8 @@ def setup_critic(context, roles: Roles) -> None:
     cfg = context.config
     if cfg.critic != "separate":
         return
-    add_adapter(roles.model, CRITIC)
+    if CRITIC not in roles.model.peft_config:  # a sharded model has it added before sharding
+        add_adapter(roles.model, CRITIC)
     if cfg.critic_init == "reward" and "reward" in roles.model.peft_config:
         # Start the critic from the reward model: its adapter weights and its head (Ouyang et al. 2022).
         with torch.no_grad():
@@ -147,7 +162,7 @@ def ppo_update(roles: Roles, batch: Batch, optimizer, cfg, generator: torch.Gene
                     stats[key].append(value.item())
                 approxkl.append(pl.approxkl.item())
             distributed.average_gradients(roles.trainable)
-            torch.nn.utils.clip_grad_norm_(roles.trainable, cfg.max_grad_norm)
+            distributed.clip_grad_norm_(roles.trainable, cfg.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             mean_approxkl = distributed.reduce_metrics({"kl": sum(approxkl) / len(approxkl)})["kl"]
@@ -177,15 +192,36 @@ def iteration_metrics(batch: Batch, kl_coef: float) -> dict:
     }
 
 
+def shard_requested(cfg) -> bool:
+    """FSDP sharding when accelerate was launched with an FSDP configuration and several processes. DeepSpeed is
+    not wired into PPO's own loop: it runs data-parallel with a full replica on each process, and says so."""
+    kind = sharding.requested() if distributed.world_size() > 1 else None
+    if kind == "deepspeed" and distributed.is_main():
+        warnings.warn("ppo: DeepSpeed is not used by PPO's own training loop; it runs data-parallel with a full "
+                      "replica of the weights on each process. Use configs/accelerate/fsdp.yaml to shard them.")
+    if kind == "fsdp" and cfg.resume:
+        raise TrainingError("--resume: a sharded (FSDP) PPO run cannot resume yet (its optimizer state is not "
+                            "saved); resume without the FSDP configuration, or start again")
+    return kind == "fsdp"
+
+
 def train(context):
     cfg, device = context.config, context.placement.device
     base = context.base_model
     disable_dropout(base)
+    sharded = shard_requested(cfg)
     model = get_peft_model(base, lora_config(cfg), adapter_name=POLICY)
     roles = Roles.build(model, cfg.critic, device)
     summary = context.summary_extras
     started = time.perf_counter()
-    scorer = make_scorer(context, roles, summary)
+    loaded_reward = attach_reward_model(context, model, summary)
+    if sharded:
+        if cfg.critic == "separate":
+            add_adapter(model, CRITIC)  # earlier than unsharded, so the random streams differ from there on
+        held = sharding.shard(model, device)
+        roles.refresh_trainable()  # the sharded parameters replace the old ones
+        summary.update(sharding="fsdp", weights_held_per_process=held)
+    scorer = make_scorer(context, roles, summary, loaded_reward)
     summary["reward_model_seconds"] = time.perf_counter() - started
     setup_critic(context, roles)
 
@@ -213,8 +249,9 @@ def train(context):
     for step in range(first_step, cfg.max_steps + 1):
         chosen = torch.randperm(len(prompts), generator=sampler)[:cfg.rollout_batch_size].tolist()
         model.eval()
-        rollout = generate(model, context.tokenizer, [prompts[i] for i in chosen], cfg.response_length,
-                           cfg.temperature)
+        with sharding.gathered(model):
+            rollout = generate(model, context.tokenizer, [prompts[i] for i in chosen], cfg.response_length,
+                               cfg.temperature)
         scoring_started = time.perf_counter()
         batch = score_rollout(roles, rollout, scorer, kl_ctl, moments, cfg, step, last_ckpt)
         update_started = time.perf_counter()
@@ -232,9 +269,13 @@ def train(context):
         context.log_metrics(step, metrics)
         bar.update(1)
         bar.set_postfix(score=f"{metrics['objective/scores']:+.3f}", kl=f"{metrics['objective/kl']:.2f}")
-        if (step % cfg.save_every == 0 or step == cfg.max_steps) and distributed.is_main():
-            last_ckpt = checkpoint.save(ckpt_dir, step, roles, optimizer, kl_ctl, moments, sampler)
+        if step % cfg.save_every == 0 or step == cfg.max_steps:
+            with sharding.gathered(model):
+                if distributed.is_main():
+                    last_ckpt = checkpoint.save(ckpt_dir, step, roles, None if sharding.is_sharded(model)
+                                                else optimizer, kl_ctl, moments, sampler)
     bar.close()
+    sharding.gather_for_good(model)  # the main process evaluates and saves the policy alone
     if not distributed.is_main():
         model.set_adapter(POLICY)
         return model
