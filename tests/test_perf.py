@@ -1,19 +1,52 @@
-"""The GPU performance suite's path, at a tiny size on CPU: every layout runs in its own process and is reported."""
+"""The GPU performance suite's path, at a tiny size on CPU: every layout runs aligner's own training code in its own
+process and is reported; a failed layout is reported, not hidden."""
 
 import json
 
-from aligner.bench import perf
+import pytest
+
+from aligner.bench import perf, perf_world
 
 
 def test_perf_suite_runs_every_layout_on_cpu(tmp_path):
     code = perf.main(["--shape", "tiny", "--batch", "2", "--prompt-length", "8", "--response-length", "8",
-                      "--output-dir", str(tmp_path)])
+                      "--steps", "3", "--output-dir", str(tmp_path)])
     assert code == 0
     results = json.loads((tmp_path / "perf.json").read_text())
     assert [r["layout"] for r in results["results"]] == perf.LAYOUTS
     for r in results["results"]:
         assert r["update_seconds"] > 0 and r["update_flops"] > 0 and r["peak_memory_mb"] > 0
-    ppo = next(r for r in results["results"] if r["layout"] == "ppo-shared")
-    assert ppo["generation_tokens_per_second"] > 0 and ppo["decode_bytes"] > 0
+    by = {r["layout"]: r for r in results["results"]}
+    assert by["ppo-separate"]["update_flops"] == 2 * by["ppo-shared"]["update_flops"], "the critic's own pass"
+    for layout in ("ppo-shared", "ppo-separate", "ppo-copies"):
+        assert by[layout]["generation_tokens_per_second"] > 0 and by[layout]["decode_bytes"] > 0
+        assert by[layout]["generation_cache"] == "static"
     text = (tmp_path / "perf.md").read_text()
     assert "the four-copies layout's (target <= 0.5x)" in text and "| ppo-copies |" in text
+    assert results["command"].startswith("python -m aligner.bench.perf --shape tiny")
+
+
+def test_a_failed_layout_is_reported_with_its_error():
+    rates = {"matmul_flops_per_second": 1e12, "bandwidth_bytes_per_second": 1e11}
+    args = perf.parse(["--shape", "tiny"])
+    ok = {"layout": "dpo", "device": "cpu", "dtype": "float32", "peak_memory_mb": 100.0, "update_seconds": 1.0,
+          "update_flops": 5e11}
+    text = perf.report([ok, {"layout": "ppo-copies", "error": "torch.OutOfMemoryError: CUDA out of memory"}],
+                       rates, args)
+    assert "| ppo-copies | failed: torch.OutOfMemoryError: CUDA out of memory |" in text
+    assert "| dpo | 100 | - | - | 1.000 | - | - | 50.0% |" in text
+
+
+def test_too_few_steps_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        perf.parse(["--steps", "2"])
+    assert exit_info.value.code == 2 and "--steps must be at least 3" in capsys.readouterr().err
+
+
+def test_synthetic_texts_have_exact_token_lengths():
+    tok = perf_world.tokenizer("tiny", 64)
+    prompt = perf_world.prompts("tiny", 3, 8)
+    assert [len(ids) for ids in tok(prompt)["input_ids"]] == [8, 8, 8], "BOS plus 7 words"
+    pair = perf_world.preference_pairs("tiny", 1, 8, 6)[0]
+    assert len(tok(pair["chosen"], add_special_tokens=False)["input_ids"]) == 5, "5 words; TRL appends EOS"
+    assert tok.unk_token_id not in tok(prompt[0])["input_ids"]

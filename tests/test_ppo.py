@@ -252,3 +252,20 @@ def test_conversational_pairs_train_a_reward_model(toy_world):
                                                   max_length=48, heldout_fraction=0.2, seed=0,
                                                   device=torch.device("cpu"), log_metrics=lambda *a: None)
     assert 0 <= metrics["reward_model_accuracy"] <= 1
+
+
+def test_static_kv_cache_samples_the_same_rollout_as_the_dynamic_one():
+    """--generation-cache static changes how the KV cache is held, not what is sampled (left padding included)."""
+    from aligner_ppo.rollout import generate
+
+    base, tok = tiny_llama()
+    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear"))
+    prompts = ["the movie was", "a very", "this film is not"]
+    rollouts = []
+    for cache in ("dynamic", "static"):
+        torch.manual_seed(3)
+        rollouts.append(generate(model, tok, prompts, 10, 1.0, cache))
+    dynamic, static = rollouts
+    assert dynamic.input_ids.shape == (3, dynamic.prompt_length + 10)
+    assert torch.equal(dynamic.input_ids, static.input_ids) and dynamic.responses == static.responses
+    assert torch.equal(dynamic.response_mask, static.response_mask)

@@ -14,8 +14,10 @@ from aligner.toy.grammar import vocabulary
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    words = [PAD, UNK, BOS, EOS, *vocabulary()]
+def build_tokenizer(words: list[str] | None = None, model_max_length: int = 128) -> PreTrainedTokenizerFast:
+    """The toy grammar's tokenizer; with `words`, the same kind over another vocabulary (the performance suite
+    makes one as large as a real model's)."""
+    words = [PAD, UNK, BOS, EOS, *(vocabulary() if words is None else words)]
     core = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token=UNK))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     core.decoder = decoders.WordPiece(prefix="##", cleanup=False)
@@ -29,5 +31,5 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         bos_token=BOS,
         eos_token=EOS,
         padding_side="left",
-        model_max_length=128,
+        model_max_length=model_max_length,
     )

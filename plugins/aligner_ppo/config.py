@@ -45,6 +45,9 @@ class PPOSettings(RunConfig):
     ppo_epochs: int = setting(2, "Passes over each rollout batch.")
     response_length: int = setting(20, "Maximum new tokens per rollout response.")
     temperature: float = setting(1.0, "Sampling temperature, applied identically in rollouts and log-probs.")
+    generation_cache: str = setting("dynamic", "KV cache of rollout generation: dynamic (grows per token), or static "
+                                               "(allocated once for the whole response, which lets transformers "
+                                               "compile the decode step on a GPU).", choices=("dynamic", "static"))
     kl_coef: float = setting(0.1, "Initial KL penalty coefficient (beta) per token, in units of the score's "
                                    "running std when --normalize-scores is on.")
     adaptive_kl: bool = setting(False, "Adapt the KL coefficient toward --target-kl (Ziegler et al. 2019).")

@@ -27,16 +27,18 @@ class Rollout:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list, response_length: int, temperature: float) -> Rollout:
+def generate(model, tokenizer, prompts: list, response_length: int, temperature: float,
+             cache: str = "dynamic") -> Rollout:
     """Pure sampling (no top-k/top-p) at `temperature`, the same temperature the log-probs are computed at."""
     started = time.perf_counter()
     device = next(model.parameters()).device
     enc = tokenizer(prompt_texts(prompts, tokenizer), return_tensors="pt", padding=True,
                     padding_side="left").to(device)
+    # synced_gpus=False: each process decodes alone (on gathered weights when sharded), never waiting for others
     out = model.generate(**enc, do_sample=True, top_k=0, top_p=1.0, temperature=temperature,
                          max_new_tokens=response_length, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id,
-                         synced_gpus=False)  # each process decodes alone (on gathered weights when sharded)
+                         eos_token_id=tokenizer.eos_token_id, synced_gpus=False,
+                         cache_implementation="static" if cache == "static" else None)
     response = out[:, enc["input_ids"].shape[1]:]
     if response.shape[1] < response_length:
         pad = torch.full((response.shape[0], response_length - response.shape[1]), tokenizer.pad_token_id,

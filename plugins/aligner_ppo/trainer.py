@@ -251,7 +251,7 @@ def train(context):
         model.eval()
         with sharding.gathered(model):
             rollout = generate(model, context.tokenizer, [prompts[i] for i in chosen], cfg.response_length,
-                               cfg.temperature)
+                               cfg.temperature, cfg.generation_cache)
         scoring_started = time.perf_counter()
         batch = score_rollout(roles, rollout, scorer, kl_ctl, moments, cfg, step, last_ckpt)
         update_started = time.perf_counter()

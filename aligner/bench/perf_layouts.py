@@ -1,0 +1,199 @@
+"""One layout of the performance suite, measured in this process by aligner's own training code.
+
+- `dpo`: the built-in DPO plugin's `train` (TRL's DPOTrainer on one LoRA base) for a few steps.
+- `ppo-shared`, `ppo-separate`: PPO's own rollout, scoring and update functions (aligner_ppo.rollout, .trainer)
+  on every role of one base: policy adapter, critic (value head, or adapter + head), reward adapter + head, and the
+  reference as the base with adapters disabled.
+- `ppo-copies`: the same PPO functions over the layout users would otherwise run: four full models (a LoRA policy,
+  a reference, a LoRA critic with its value head, a LoRA reward model with its head), as TRL's removed PPOTrainer
+  took them. Only where the roles live differs from `ppo-separate`, so their memory ratio is the layout's cost.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from aligner.bench import perf_world
+from aligner.bench.flops import Shape, forward_flops, lora_train_flops
+
+LAYOUTS = ["dpo", "ppo-shared", "ppo-separate", "ppo-copies"]
+LORA_RANK = 16
+
+
+def placement():
+    from aligner.models import placement as choose
+
+    return choose("auto")
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def reset_peak(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def run(layout: str, args) -> dict:
+    where = placement()
+    reset_peak(where.device)  # before any weights exist: the peak includes every copy of them
+    if layout == "dpo":
+        result = run_dpo(args, where)
+    else:
+        result = run_ppo(layout, args, where)
+    from aligner.resources import peak_memory_mb
+
+    return {"layout": layout, "device": torch.cuda.get_device_name() if where.device.type == "cuda" else "cpu",
+            "dtype": str(where.dtype).removeprefix("torch."), **result,
+            "peak_memory_mb": peak_memory_mb(where.device)}
+
+
+def run_dpo(args, where) -> dict:
+    """The DPO plugin's own `train` for `args.steps` steps; a step's time is the gap between TRL's per-step logs
+    (the first step, with its warm-up, is left out)."""
+    import datasets
+
+    from aligner_dpo.config import DPOSettings
+    from aligner_dpo.trainer import train
+    from aligner.runner import TrainContext
+
+    B, P, R = args.batch, args.prompt_length, args.response_length
+    tok = perf_world.tokenizer(args.shape, P + R)
+    base = perf_world.model(args.shape, tok, where.device, where.dtype)
+    pairs = perf_world.preference_pairs(args.shape, B * args.steps, P, R)
+    logged: list[float] = []
+
+    def log_step(step: int, metrics: dict) -> None:
+        if "loss" in metrics:  # a training step's log, not the summary TRL logs at the end
+            logged.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as scratch:
+        cfg = DPOSettings(batch_size=B, max_steps=args.steps, max_length=P + R, lora_r=LORA_RANK,
+                          lora_alpha=2 * LORA_RANK, output_dir=scratch)
+        context = TrainContext(cfg, base, tok, datasets.Dataset.from_list(pairs), [], where, Path(scratch),
+                               log_step, None)
+        train(context)
+    step_seconds = statistics.median(b - a for a, b in zip(logged, logged[1:]))
+    shape = Shape.of(perf_world.config(args.shape))
+    # Chosen and rejected of every pair: the policy's forward and backward, the reference's forward.
+    flops = lora_train_flops(shape, 2 * B, P + R, LORA_RANK) + forward_flops(shape, 2 * B, P + R)
+    return {"update_seconds": step_seconds, "update_flops": flops}
+
+
+@dataclass
+class CopiesRoles:
+    """PPO's roles as separate full models, with the interface of aligner_ppo.roles.Roles."""
+
+    model: torch.nn.Module       # the LoRA policy
+    reference: torch.nn.Module
+    critic_model: torch.nn.Module
+    value_head: torch.nn.Module
+    trainable: list = field(default_factory=list)
+
+    def policy_and_values(self, input_ids, attention_mask, prompt_length, temperature):
+        from aligner_ppo.roles import forward
+
+        out = forward(self.model, input_ids, attention_mask, prompt_length, temperature, hidden=False)
+        critic = forward(self.critic_model, input_ids, attention_mask, prompt_length, temperature, hidden=True)
+        return out, self.value_head(critic.hidden)
+
+    @torch.no_grad()
+    def reference_logprobs(self, input_ids, attention_mask, prompt_length, temperature):
+        from aligner_ppo.roles import forward
+
+        return forward(self.reference, input_ids, attention_mask, prompt_length, temperature, hidden=False).logprobs
+
+
+def build_ppo(layout: str, shape: str, tok, where, critic_mode: str):
+    """(roles, reward scorer) for a PPO layout; every adapter is LoRA of rank LORA_RANK on all linear layers."""
+    from peft import LoraConfig, get_peft_model
+
+    from aligner.heads import ScalarHead
+    from aligner.models import add_adapter
+    from aligner_ppo import reward_model
+    from aligner_ppo.roles import CRITIC, POLICY, Roles
+
+    lora = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, target_modules="all-linear")
+    hidden = perf_world.SHAPES[shape]["hidden_size"]
+
+    def new_base():
+        return perf_world.model(shape, tok, where.device, where.dtype)
+
+    reward_head = ScalarHead(hidden, zero_init=False).to(where.device)
+    if layout == "ppo-copies":
+        policy = get_peft_model(new_base(), lora, adapter_name=POLICY)
+        critic = get_peft_model(new_base(), lora, adapter_name=POLICY)
+        rm_model = get_peft_model(new_base(), lora, adapter_name=reward_model.ADAPTER)
+        roles = CopiesRoles(policy, new_base(), critic, ScalarHead(hidden, zero_init=True).to(where.device))
+        roles.trainable = [p for m in (policy, critic) for p in m.parameters() if p.requires_grad]
+        roles.trainable += list(roles.value_head.parameters())
+    else:
+        policy = get_peft_model(new_base(), lora, adapter_name=POLICY)
+        roles = Roles.build(policy, critic_mode, where.device)
+        add_adapter(policy, reward_model.ADAPTER)
+        if critic_mode == "separate":
+            add_adapter(policy, CRITIC)
+            roles.refresh_trainable()
+        rm_model = policy
+    scorer = reward_model.RewardModel(reward_head)
+    return roles, lambda rollout: scorer.score(rm_model, rollout.input_ids, rollout.attention_mask)
+
+
+def run_ppo(layout: str, args, where) -> dict:
+    """`args.steps` PPO iterations of the real rollout, scoring and update functions (one minibatch of the whole
+    rollout, one epoch); each phase's time is the median over the iterations after the first."""
+    from aligner_ppo import ppo_math as pm
+    from aligner_ppo.config import PPOSettings
+    from aligner_ppo.rollout import generate
+    from aligner_ppo.trainer import ppo_update, score_rollout
+
+    B, P, R = args.batch, args.prompt_length, args.response_length
+    critic_mode = "shared" if layout == "ppo-shared" else "separate"
+    cfg = PPOSettings(critic=critic_mode, rollout_batch_size=B, batch_size=B, ppo_epochs=1, response_length=R,
+                      lora_r=LORA_RANK, lora_alpha=2 * LORA_RANK, generation_cache=args.generation_cache)
+    tok = perf_world.tokenizer(args.shape, P + R)
+    roles, scorer = build_ppo(layout, args.shape, tok, where, critic_mode)
+    for p in roles.trainable:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(roles.trainable, lr=cfg.learning_rate, eps=1e-5)
+    kl_ctl, moments = pm.FixedKLController(cfg.kl_coef), pm.RunningMoments()
+    generator = torch.Generator().manual_seed(0)
+    prompts = perf_world.prompts(args.shape, B, P)
+    phases: dict[str, list[float]] = {"rollout": [], "scoring": [], "update": [], "tokens": []}
+    for step in range(1, args.steps + 1):
+        roles.model.eval()
+        rollout = generate(roles.model, tok, prompts, R, cfg.temperature, cfg.generation_cache)
+        sync(where.device)
+        started = time.perf_counter()
+        batch = score_rollout(roles, rollout, scorer, kl_ctl, moments, cfg, step, None)
+        sync(where.device)
+        scored = time.perf_counter()
+        ppo_update(roles, batch, optimizer, cfg, generator, step, None)
+        sync(where.device)
+        phases["rollout"].append(rollout.seconds)
+        phases["scoring"].append(scored - started)
+        phases["update"].append(time.perf_counter() - scored)
+        phases["tokens"].append(int(rollout.response_mask.sum()))
+    timed = {k: statistics.median(v[1:] if len(v) > 1 else v) for k, v in phases.items()}
+
+    shape = Shape.of(perf_world.config(args.shape))
+    seq = rollout.input_ids.shape[1]
+    trained_models = 1 if critic_mode == "shared" else 2  # the separate critic has its own forward and backward
+    kv_width = shape.kv_heads * shape.hidden // shape.heads
+    dtype_bytes = torch.finfo(where.dtype).bits // 8
+    weight_bytes = sum(p.numel() * p.element_size() for p in roles.model.parameters())
+    # Each decode step reads every weight once and the KV cache so far (keys and values of every layer).
+    kv_bytes = sum(2 * shape.layers * kv_width * (P + t) * B * dtype_bytes for t in range(R))
+    return {"rollout_seconds": timed["rollout"], "scoring_seconds": timed["scoring"],
+            "update_seconds": timed["update"], "update_flops": trained_models * lora_train_flops(shape, B, seq,
+                                                                                                 LORA_RANK),
+            "generation_tokens_per_second": timed["tokens"] / timed["rollout"],
+            "decode_bytes": weight_bytes * R + kv_bytes, "generation_cache": cfg.generation_cache}
