@@ -1,5 +1,6 @@
-"""Two CPU processes (gloo) under torchrun: both contribute, metrics are reduced, one run directory is written;
-PPO sharded with FSDP trains exactly as replicated PPO does."""
+"""Two CPU processes (gloo) under torchrun and under `accelerate launch` with the shipped configurations: both
+processes contribute, metrics are reduced, one run directory is written; PPO sharded with FSDP trains exactly as
+replicated PPO does."""
 
 import json
 import os
@@ -24,8 +25,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(argv, processes=2, env=None):
-    if processes == 1:
+def launch(argv, processes=2, env=None, accelerate_config=None):
+    """`python -m aligner ARGV` on one process, or on several under torchrun, or under `accelerate launch` with
+    one of configs/accelerate/ (as the README says to run it)."""
+    if accelerate_config:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                   str(REPO / "configs" / "accelerate" / accelerate_config), "--num_processes", str(processes),
+                   "--main_process_port", str(free_port()), "-m", "aligner", *argv]
+    elif processes == 1:
         command = [sys.executable, "-m", "aligner", *argv]
     else:
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
@@ -48,7 +55,7 @@ def only_run_dir(parent: Path) -> Path:
 
 PPO = ["run", "ppo", "--max-steps", "3", "--rollout-batch-size", "16", "--batch-size", "8", "--reward-model-steps",
        "10", "--response-length", "8", "--max-grad-norm", "0.05", *TINY]  # a small norm: clipping is exercised
-FSDP = {"ACCELERATE_USE_FSDP": "true"}  # what `accelerate launch` with configs/accelerate/fsdp.yaml sets
+FSDP = {"ACCELERATE_USE_FSDP": "true"}  # what `accelerate launch` sets for an FSDP configuration; torchrun needs it
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +84,10 @@ def test_ppo_on_two_processes(replicated_ppo_run):
 def test_ppo_sharded_with_fsdp_trains_as_replicated(tmp_path, replicated_ppo_run):
     """Sharding changes where the weights live, not the arithmetic: FSDP's reduce-scattered gradients, the sharded
     gradient clipping and generation on gathered weights give the replicated run's policy, critic and reward model."""
-    launch([*PPO, "--output-dir", str(tmp_path / "run")], env=FSDP)
+    launch([*PPO, "--output-dir", str(tmp_path / "run")], accelerate_config="fsdp.yaml")
     run = only_run_dir(tmp_path)
     summary = json.loads((run / "summary.json").read_text())
+    assert summary["num_processes"] == 2
     assert summary["sharding"] == "fsdp" and summary["weights_held_per_process"] == pytest.approx(0.5, abs=0.01)
     for adapter in ("adapter", "reward_model/adapter"):
         sharded, replicated = adapter_weights(run / adapter), adapter_weights(replicated_ppo_run / adapter)
@@ -125,7 +133,7 @@ def test_reward_model_and_orpo_on_two_processes(tmp_path, toy_world):
 def test_dpo_on_two_processes(tmp_path, toy_world):
     argv = ["run", "dpo", "--max-steps", "2", "--batch-size", "8", *TINY]
     launch([*argv, "--output-dir", str(tmp_path / "one" / "run")], processes=1)
-    launch([*argv, "--output-dir", str(tmp_path / "two" / "run")])
+    launch([*argv, "--output-dir", str(tmp_path / "two" / "run")], accelerate_config="cpu2.yaml")
     one, two = only_run_dir(tmp_path / "one"), only_run_dir(tmp_path / "two")
     assert json.loads((two / "summary.json").read_text())["num_processes"] == 2
     first_one, first_two = metrics(one)[0], metrics(two)[0]
