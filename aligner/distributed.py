@@ -94,3 +94,12 @@ def reduce_metrics(metrics: dict[str, float], summed: tuple[str, ...] = ()) -> d
 def barrier() -> None:
     if world_size() > 1:
         torch.distributed.barrier()
+
+
+def finish() -> None:
+    """Every process waits until the main one has published the run, then the process group is taken down in
+    order: a process that exits while others still hold collectives can abort in its communication threads
+    (seen with gloo: 'terminate called without an active exception')."""
+    if world_size() > 1 and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

@@ -117,6 +117,7 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
         peak = resources.peak_memory_mb(where.device)
         if not main:
             metrics.close()
+            distributed.finish()
             return None
         if algo.trains_policy:
             eval_started = time.perf_counter()
@@ -153,6 +154,7 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
         rundir.write_json(staging / "samples.json", {"base": before["samples"], "policy": after["samples"]})
         metrics.close()
         rundir.publish(staging, out, cfg.overwrite)
+        distributed.finish()
     except BaseException:
         metrics.close()
         print(f"aligner: run failed; its partial output is kept in {staging} (not published to {out})",
