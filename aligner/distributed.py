@@ -2,20 +2,30 @@
 
 One state for the whole process, created the way transformers' Trainer creates it (`cpu=True` selects gloo on CPU),
 so aligner's own code and TRL's trainers agree on ranks. With one process every helper is a no-op.
+
+Besides the launcher's process group (NCCL on GPUs), every process joins a CPU (gloo) group with a long timeout:
+metrics are small CPU numbers, which NCCL cannot reduce, and the last barrier waits through the main process's
+whole evaluation, which can outlast NCCL's default 10-minute watchdog.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import torch
 from accelerate import PartialState
 
 _state: PartialState | None = None
+_cpu_group = None
+FINAL_WAIT = timedelta(hours=6)
 
 
 def init(device_type: str) -> PartialState:
-    global _state
+    global _state, _cpu_group
     if _state is None:
         _state = PartialState(cpu=device_type == "cpu")
+        if _state.num_processes > 1:
+            _cpu_group = torch.distributed.new_group(backend="gloo", timeout=FINAL_WAIT)
     return _state
 
 
@@ -87,7 +97,7 @@ def reduce_metrics(metrics: dict[str, float], summed: tuple[str, ...] = ()) -> d
         return metrics
     keys = sorted(metrics)
     values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64)
-    torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.SUM)
+    torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.SUM, group=_cpu_group)
     return {k: v if k in summed else v / world_size() for k, v in zip(keys, values.tolist())}
 
 
@@ -97,9 +107,11 @@ def barrier() -> None:
 
 
 def finish() -> None:
-    """Every process waits until the main one has published the run, then the process group is taken down in
-    order: a process that exits while others still hold collectives can abort in its communication threads
-    (seen with gloo: 'terminate called without an active exception')."""
+    """Every process waits (on the CPU group, up to FINAL_WAIT) until the main one has published the run, then the
+    process groups are taken down in order: a process that exits while others still hold collectives can abort in
+    its communication threads (seen with gloo: 'terminate called without an active exception')."""
+    global _state, _cpu_group
     if world_size() > 1 and torch.distributed.is_initialized():
-        torch.distributed.barrier()
+        torch.distributed.barrier(group=_cpu_group)
         torch.distributed.destroy_process_group()
+        _state, _cpu_group = None, None

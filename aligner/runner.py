@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from aligner import config as config_mod
-from aligner import data, distributed, evaluation, models, plugins, resources, rundir
+from aligner import data, distributed, evaluation, models, plugins, resources, rundir, sharding
 
 
 class TrainingError(Exception):
@@ -83,6 +83,7 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
     cfg = resolve_config(algo, config, **overrides)
     out = Path(cfg.output_dir) if cfg.output_dir else rundir.default_output_dir(algorithm)
     rundir.check_destination(out, cfg.overwrite)
+    sharding.check_launch()
     gold = loaded.registry.reward_function(cfg.gold_reward)
 
     seed_everything(cfg.seed)

@@ -35,6 +35,23 @@ def requested() -> str | None:
     return None
 
 
+def check_launch() -> None:
+    """Refuses the sharded launches whose end aligner cannot handle, before anything loads. After training, the
+    main process evaluates and saves the policy alone, so the weights must be gathered on every process first:
+    aligner does that for FSDP2 modules (`gather_for_good`), not for FSDP1's wrappers or DeepSpeed ZeRO-3's
+    partitioned parameters, where the main process would wait forever for the others."""
+    from aligner.config import ConfigError
+
+    if requested() == "deepspeed" and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
+        raise ConfigError("DeepSpeed ZeRO-3 is not supported: aligner evaluates and saves the trained policy on the "
+                          "main process, which needs the full weights there; shard with FSDP2 instead "
+                          "(configs/accelerate/fsdp.yaml)")
+    if requested() == "fsdp" and os.environ.get("FSDP_VERSION", "2") != "2":
+        raise ConfigError(f"FSDP version {os.environ['FSDP_VERSION']} is not supported: aligner gathers sharded "
+                          f"weights with FSDP2 only; set fsdp_version: 2 in the accelerate config "
+                          f"(configs/accelerate/fsdp.yaml does)")
+
+
 def _fsdp_modules(model) -> list:
     from torch.distributed.fsdp import FSDPModule
 
@@ -66,6 +83,11 @@ def shard(model, device: torch.device) -> float:
         fully_shard(block, mesh=mesh)
     fully_shard(model, mesh=mesh)
     held = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
+    # FSDP2 takes the module of the first forward as its root. PeftModel.generate bypasses the PeftModel's own
+    # forward, so were generation first (a reward function, a loaded reward model), each block would become its
+    # own root and the next full forward would fail. One tiny forward through the whole model settles it.
+    with torch.no_grad():
+        model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=device))
     return held / sum(p.numel() for p in model.parameters())
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from transformers import TrainerCallback
 
+from aligner import sharding
+
 
 class MetricsCallback(TrainerCallback):
     def __init__(self, log_metrics):
@@ -79,4 +81,5 @@ def train_with_trl(trainer_class, args, context):
     )
     quiet_progress(trainer)
     trainer.train()
+    sharding.gather_for_good(trainer.model)  # under FSDP2, the main process then evaluates and saves alone
     return trainer.model

@@ -56,3 +56,32 @@ def test_ppo_under_deepspeed_says_it_runs_replicated(monkeypatch):
         warnings.simplefilter("always")
         assert shard_requested(PPOSettings()) is False
     assert any("full replica" in str(w.message) and "fsdp.yaml" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, "DeepSpeed ZeRO-3 is not supported"),
+    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}, "FSDP version 1 is not supported"),
+])
+def test_launches_whose_end_would_hang_are_refused_before_loading(monkeypatch, tmp_path, capsys, env, message):
+    from aligner.cli import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["run", "dpo", "--output-dir", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("env", [{"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"},
+                                 {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}, {"ACCELERATE_USE_FSDP": "true"}])
+def test_supported_launches_pass(monkeypatch, env):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    sharding.check_launch()
+
+
+def test_the_shipped_fsdp_configuration_is_fsdp2():
+    import yaml
+
+    config = yaml.safe_load((REPO / "configs" / "accelerate" / "fsdp.yaml").read_text())
+    assert config["distributed_type"] == "FSDP" and config["fsdp_config"]["fsdp_version"] == 2

@@ -152,6 +152,7 @@ def run_ppo(layout: str, args, where) -> dict:
     rollout, one epoch); each phase's time is the median over the iterations after the first."""
     from aligner_ppo import ppo_math as pm
     from aligner_ppo.config import PPOSettings
+    from aligner_ppo.roles import POLICY
     from aligner_ppo.rollout import generate
     from aligner_ppo.trainer import ppo_update, score_rollout
 
@@ -186,14 +187,19 @@ def run_ppo(layout: str, args, where) -> dict:
 
     shape = Shape.of(perf_world.config(args.shape))
     seq = rollout.input_ids.shape[1]
-    trained_models = 1 if critic_mode == "shared" else 2  # the separate critic has its own forward and backward
+    update_flops = lora_train_flops(shape, B, seq, LORA_RANK)
+    if critic_mode == "separate":
+        # The critic's own forward and backward, less the input gradient of its LM head: its logits reach no loss.
+        update_flops += lora_train_flops(shape, B, seq, LORA_RANK) - 2 * shape.hidden * shape.vocab * B * seq
     kv_width = shape.kv_heads * shape.hidden // shape.heads
     dtype_bytes = torch.finfo(where.dtype).bits // 8
-    weight_bytes = sum(p.numel() * p.element_size() for p in roles.model.parameters())
-    # Each decode step reads every weight once and the KV cache so far (keys and values of every layer).
-    kv_bytes = sum(2 * shape.layers * kv_width * (P + t) * B * dtype_bytes for t in range(R))
+    # Each decode step reads the base and the policy adapter (not the other roles' adapters) once, and the KV cache:
+    # keys and values of every layer, over the tokens so far (dynamic) or the whole allocated length (static).
+    weight_bytes = sum(p.numel() * p.element_size() for n, p in roles.model.named_parameters()
+                       if "lora_" not in n or f".{POLICY}." in n)
+    attended = [P + R] * R if cfg.generation_cache == "static" else [P + t for t in range(R)]
+    kv_bytes = sum(2 * shape.layers * kv_width * length * B * dtype_bytes for length in attended)
     return {"rollout_seconds": timed["rollout"], "scoring_seconds": timed["scoring"],
-            "update_seconds": timed["update"], "update_flops": trained_models * lora_train_flops(shape, B, seq,
-                                                                                                 LORA_RANK),
+            "update_seconds": timed["update"], "update_flops": update_flops,
             "generation_tokens_per_second": timed["tokens"] / timed["rollout"],
             "decode_bytes": weight_bytes * R + kv_bytes, "generation_cache": cfg.generation_cache}
