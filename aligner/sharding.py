@@ -20,10 +20,11 @@ import os
 import torch
 
 from aligner import distributed
+from aligner.config import ConfigError
 
 
-class ShardingError(Exception):
-    pass
+class ShardingError(ConfigError):
+    """A launch aligner cannot shard: a usage error (exit code 2), reported before anything trains."""
 
 
 def requested() -> str | None:
@@ -40,14 +41,12 @@ def check_launch() -> None:
     main process evaluates and saves the policy alone, so the weights must be gathered on every process first:
     aligner does that for FSDP2 modules (`gather_for_good`), not for FSDP1's wrappers or DeepSpeed ZeRO-3's
     partitioned parameters, where the main process would wait forever for the others."""
-    from aligner.config import ConfigError
-
     if requested() == "deepspeed" and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
-        raise ConfigError("DeepSpeed ZeRO-3 is not supported: aligner evaluates and saves the trained policy on the "
+        raise ShardingError("DeepSpeed ZeRO-3 is not supported: aligner evaluates and saves the trained policy on the "
                           "main process, which needs the full weights there; shard with FSDP2 instead "
                           "(configs/accelerate/fsdp.yaml)")
     if requested() == "fsdp" and os.environ.get("FSDP_VERSION", "2") != "2":
-        raise ConfigError(f"FSDP version {os.environ['FSDP_VERSION']} is not supported: aligner gathers sharded "
+        raise ShardingError(f"FSDP version {os.environ['FSDP_VERSION']} is not supported: aligner gathers sharded "
                           f"weights with FSDP2 only; set fsdp_version: 2 in the accelerate config "
                           f"(configs/accelerate/fsdp.yaml does)")
 

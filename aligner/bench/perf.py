@@ -23,13 +23,11 @@ from pathlib import Path
 
 import torch
 
-from aligner.bench.perf_layouts import LAYOUTS
+from aligner.bench.perf_layouts import LAYOUTS, placement, sync
 from aligner.bench.perf_world import SHAPES
 
 
 def timed(device, fn) -> float:
-    from aligner.bench.perf_layouts import sync
-
     sync(device)
     started = time.perf_counter()
     fn()
@@ -53,8 +51,6 @@ def bandwidth(device, n_bytes: int) -> float:
 
 
 def measure_device() -> dict:
-    from aligner.bench.perf_layouts import placement
-
     where = placement()
     cuda = where.device.type == "cuda"
     return {"matmul_flops_per_second": matmul_rate(where.device, where.dtype, 8192 if cuda else 1024),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from aligner import resources
 from aligner.bench import perf_world
 from aligner.bench.flops import Shape, forward_flops, lora_train_flops
 
@@ -37,23 +38,16 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def reset_peak(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-
-
 def run(layout: str, args) -> dict:
     where = placement()
-    reset_peak(where.device)  # before any weights exist: the peak includes every copy of them
+    resources.reset_peak()  # before any weights exist: the peak includes every copy of them
     if layout == "dpo":
         result = run_dpo(args, where)
     else:
         result = run_ppo(layout, args, where)
-    from aligner.resources import peak_memory_mb
-
     return {"layout": layout, "device": torch.cuda.get_device_name() if where.device.type == "cuda" else "cpu",
             "dtype": str(where.dtype).removeprefix("torch."), **result,
-            "peak_memory_mb": peak_memory_mb(where.device)}
+            "peak_memory_mb": resources.peak_memory_mb(where.device)}
 
 
 def run_dpo(args, where) -> dict:
