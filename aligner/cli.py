@@ -50,6 +50,37 @@ def _bench_command(args) -> int:
     return 1 if outcome["failed"] else 0
 
 
+def _runs_command(args) -> int:
+    """Lists (and with --clean removes) the partial directories that runs killed or failed left behind."""
+    import shutil
+    from pathlib import Path
+
+    from aligner import rundir
+
+    found = []
+    for root in args.directories:
+        if not Path(root).is_dir():
+            raise UsageError(f"aligner runs {root}: no such directory")
+        found += rundir.find_partials(Path(root))
+    if not found:
+        print(f"no partial runs under {', '.join(args.directories)}")
+        return 0
+    for partial in found:
+        if partial.in_use:
+            state = "in use by a running aligner process"
+        elif partial.checkpoints:
+            state = f"resumable from {partial.checkpoints[-1].name}: --resume {partial.path}"
+        else:
+            state = "no checkpoint"
+        removing = args.clean and not partial.in_use
+        print(f"{'removed' if removing else 'partial'}  {partial.path}  (for {partial.destination}; {state})")
+        if removing:
+            shutil.rmtree(partial.path)
+    if not args.clean:
+        print("aligner runs --clean removes those not in use")
+    return 0
+
+
 def _run_command(args, parser: argparse.ArgumentParser) -> int:
     from aligner.runner import run
 
@@ -81,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Run each run data-parallel on N processes (torchrun; one per GPU).")
     bench.set_defaults(handler=lambda a: _bench_command(a))
 
+    runs = commands.add_parser("runs", help="List the partial directories that killed or failed runs left "
+                                             "behind (resumable ones included); --clean removes them.")
+    runs.add_argument("directories", nargs="*", default=["runs"], metavar="DIR",
+                      help="Where to look, searched recursively (default: runs).")
+    runs.add_argument("--clean", action="store_true", help="Remove every partial directory no running process "
+                                                           "uses, resumable ones included.")
+    runs.set_defaults(handler=lambda a: _runs_command(a))
+
     run_parser = commands.add_parser("run", help="Train one algorithm; `aligner run ALGO --help` lists its flags.")
     algorithms = run_parser.add_subparsers(dest="algorithm", required=True, metavar="ALGORITHM")
     for name, algo in sorted(loaded.registry.algorithms.items()):
@@ -94,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 the run failed, 2 bad input or settings, 130 interrupted (Ctrl-C)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as interrupt:
+        print(f"aligner: {interrupt or 'interrupted; nothing was written'}", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from aligner.data import DatasetError

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import math
 import types
 import typing
 from pathlib import Path
@@ -51,7 +52,8 @@ class RunConfig:
     lora_dropout: float = setting(0.0, "Dropout on the LoRA input.")
     lora_target_modules: list[str] = setting(["all-linear"], "Modules to adapt (peft names); all-linear adapts "
                                                               "every linear layer but the output head.")
-    max_length: int = setting(64, "Longest prompt+response in tokens during training; longer ones are truncated.")
+    max_length: int = setting(64, "Longest prompt+response in tokens during training; longer ones are truncated. "
+                                  "Evaluation prompts are cut to their last max-length tokens.")
     device: str = setting("auto", "auto picks CUDA (bf16 where supported) when available, else CPU float32.",
                           choices=("auto", "cpu", "cuda"))
     report_to: str = setting("none", "Also send metrics to a tracker.", choices=("none", "tensorboard", "wandb"))
@@ -68,7 +70,18 @@ class RunConfig:
                 relation = ">=" if inclusive else ">"
                 raise ConfigError(f"--{flag(name)} must be {relation} {minimum}, got {value!r}")
 
+    def require_finite(self) -> None:
+        """Every float setting is a finite number: NaN passes every `<` and `==` check, so it must be refused before
+        any range check reads it (YAML spells it `.nan`, the command line `nan`)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            values = value if isinstance(value, list) else [value]
+            for item in values:
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise ConfigError(f"--{flag(f.name)} must be a finite number, got {item!r}")
+
     def __post_init__(self) -> None:
+        self.require_finite()
         self.require(["eval_prompts", "eval_max_new_tokens", "eval_temperature", "learning_rate", "max_steps",
                       "batch_size", "lora_r", "lora_alpha", "max_length"])
         if not 0 <= self.lora_dropout < 1:
@@ -186,3 +199,30 @@ def build(config_class, file_values: dict | None = None, overrides: dict | None 
 
 def to_dict(config) -> dict:
     return dataclasses.asdict(config)
+
+
+PLACE_ONLY = frozenset({"output_dir", "overwrite", "resume", "allow_changed_settings", "report_to"})
+"""Settings that say where a run writes or what it continues from, not what it computes."""
+
+
+def fingerprint(config) -> str:
+    """A short hash of every setting that can change a run's result (all but PLACE_ONLY). Stored in each run's
+    summary.json and checkpoints, so a benchmark re-run or a `--resume` can tell that settings changed."""
+    import hashlib
+    import json
+
+    values = {k: v for k, v in to_dict(config).items() if k not in PLACE_ONLY}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def changed_settings(before: dict, after: dict, ignore=frozenset()) -> list[str]:
+    """`name: old -> new` for each setting that differs between two settings dicts (missing keys count)."""
+    names = sorted((set(before) | set(after)) - PLACE_ONLY - set(ignore))
+    missing = object()
+    out = []
+    for name in names:
+        old, new = before.get(name, missing), after.get(name, missing)
+        if old != new:
+            show = lambda v: "(unset)" if v is missing else repr(v)  # noqa: E731
+            out.append(f"{name}: {show(old)} -> {show(new)}")
+    return out

@@ -47,17 +47,30 @@ def resolve_model_path(spec: str) -> str:
     return spec
 
 
-def load_base(spec: str, where: Placement):
-    """The frozen base model (eval mode, dropout off) and its tokenizer, with a pad token distinct from EOS."""
+def load_base(spec: str, where: Placement, check_tokenizer=None):
+    """The frozen base model (eval mode, dropout off) and its tokenizer, with a pad token distinct from EOS.
+    `check_tokenizer(tokenizer)` runs after the tokenizer loads and before the weights do, so a problem the
+    tokenizer alone reveals (no chat template for conversational data) costs no weight loading."""
     path = resolve_model_path(spec)
-    looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
-    if looks_local and not Path(path).expanduser().is_dir():
-        raise ModelLoadError(f"--model {spec}: no such directory")
+    local = Path(path).expanduser()
+    if path.startswith((".", "/", "~")) or local.exists():
+        if not local.is_dir():
+            raise ModelLoadError(f"--model {spec}: no such directory")
+        if not (local / "config.json").is_file():
+            raise ModelLoadError(f"--model {spec}: holds no model (no config.json); expected a directory written by "
+                                 f"save_pretrained, or a hub id")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as error:  # transformers raises OSError, ValueError or KeyError for unusable files
+        raise ModelLoadError(f"--model {spec}: could not load its tokenizer ({type(error).__name__}: "
+                             f"{_first_line(error)})") from error
+    if check_tokenizer is not None:
+        check_tokenizer(tokenizer)
+    try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=where.dtype)
-    except OSError as error:
-        raise ModelLoadError(f"--model {spec}: could not load ({error})") from error
+    except Exception as error:
+        raise ModelLoadError(f"--model {spec}: could not load its weights ({type(error).__name__}: "
+                             f"{_first_line(error)})") from error
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         # Pad == EOS would mask the real end of every response; a fresh pad token keeps them apart.
         tokenizer.add_special_tokens({"pad_token": "<|aligner_pad|>"})
@@ -69,6 +82,10 @@ def load_base(spec: str, where: Placement):
     for p in model.parameters():
         p.requires_grad_(False)
     return model, tokenizer
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [""])[0]
 
 
 def lora_config(config: RunConfig) -> LoraConfig:
@@ -141,14 +158,28 @@ def save_adapter(model, name: str, directory: Path) -> None:
         nested.rmdir()
 
 
+FINGERPRINT_SAMPLE = 4096
+"""Values sampled from each base tensor: enough that a retrained or re-initialised tensor always shows."""
+
+
 def base_fingerprint(model: torch.nn.Module) -> str:
-    """Identifies base weights cheaply: the architecture's shape plus a strided sample of the input embedding.
-    A reward model or critic adapter trained on another base has a different fingerprint."""
-    config = model.config
-    shape = f"{config.model_type}:{config.hidden_size}:{config.num_hidden_layers}:{config.vocab_size}"
-    weight = model.get_input_embeddings().weight.detach().flatten()
-    sample = weight[:: max(1, weight.numel() // 65536)].float().cpu().clone().numpy().tobytes()  # copy: see above
-    return hashlib.sha256(shape.encode() + sample).hexdigest()[:16]
+    """Identifies the base weights, cheaply: every base tensor's name, shape and a strided sample of up to
+    FINGERPRINT_SAMPLE of its values, rounded to bfloat16 so the same base loaded in float32 or bfloat16 gets the
+    same fingerprint. Adapters are left out (names containing `lora_`; peft's `.base_layer` is dropped from names),
+    so the fingerprint of a base is the same with or without adapters on it. It detects a different model, a
+    fine-tuned one or one differing in a single layer; it is no cryptographic seal against a single edited value.
+    """
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    digest = hashlib.sha256(f"v2:{inner.config.model_type}".encode())
+    for name, tensor in sorted(inner.named_parameters(), key=lambda item: item[0]):
+        if "lora_" in name:
+            continue
+        flat = tensor.detach().reshape(-1)
+        sample = flat[:: max(1, flat.numel() // FINGERPRINT_SAMPLE)].to(torch.bfloat16).float().cpu()
+        digest.update(name.replace(".base_layer", "").encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(sample.numpy().tobytes())
+    return "v2-" + digest.hexdigest()[:16]
 
 
 def add_adapter(model, name: str, config: LoraConfig | None = None) -> None:

@@ -26,6 +26,9 @@ class Algorithm:
     trains_policy: bool = True
     """False for algorithms that train something other than a policy (a reward model): the runner then skips
     the policy evaluation and `train` returns None."""
+    check: Callable[[Any, "Registry"], None] | None = None
+    """`check(config, registry)`, called before any data or weights load: refuse settings that name unusable
+    files (a checkpoint to resume, a reward model) here, so a mistake costs seconds, not a base evaluation."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,12 @@ class Registry:
     """(kind, name) -> every plugin that claimed it, when more than one did."""
 
     def add(self, kind: str, item, plugin: str) -> None:
+        from aligner.rundir import is_safe_name
+
+        if not is_safe_name(item.name):
+            # an algorithm's name becomes part of its default run directory, runs/<name>-<time>
+            raise RegistryError(f"{kind} name {item.name!r} from plugin {plugin!r} is not allowed: use letters, "
+                                f"digits, '.', '_', '+' and '-' (no path separators, at most 100 characters)")
         table = self._table(kind)
         key = (kind, item.name)
         if item.name in table or key in self.conflicts:

@@ -7,11 +7,15 @@ the previous run that `--overwrite` would replace.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -19,6 +23,14 @@ import yaml
 
 class OutputDirError(Exception):
     pass
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+"""Names that become one path component (run ids, algorithm names): no separator, no leading dot, no `..`."""
+
+
+def is_safe_name(name: str) -> bool:
+    return isinstance(name, str) and bool(SAFE_NAME.fullmatch(name)) and ".." not in name
 
 
 def default_output_dir(algorithm: str) -> Path:
@@ -30,6 +42,110 @@ def check_destination(path: Path, overwrite: bool) -> None:
         raise OutputDirError(f"--output-dir {path}: exists and is not a directory")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise OutputDirError(f"--output-dir {path}: not empty; pass --overwrite to replace it, or choose another")
+
+
+CHECKPOINTS = "checkpoints"
+"""Where in its run directory an algorithm writes checkpoints (`checkpoints/step-N/`); a partial run that has one
+is kept after a failure, because it can be resumed."""
+PARTIAL = re.compile(r"\.(?P<name>.+)\.(?:partial-[^./]+|old-\d+)")
+"""Hidden siblings of a run directory: a staging directory, or an old run being replaced by `--overwrite`."""
+
+
+class Claim:
+    """Exclusive use of one output directory by one run, held as an flock on a hidden `.NAME.lock` beside it.
+    The kernel drops the lock when the process dies, so a killed run never blocks the next one."""
+
+    def __init__(self, fd: int, path: Path):
+        self._fd, self.path = fd, path
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = None
+
+
+def lock_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.lock"
+
+
+def claim(path: Path) -> Claim:
+    """Checks that the output directory's parent can be written (by creating the lock file in it) and that no
+    other run is writing to the same directory; both before any data or weights load."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise OutputDirError(f"--output-dir {path}: cannot write in {path.parent} "
+                             f"({error.strerror or type(error).__name__})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise OutputDirError(f"--output-dir {path}: another aligner run (pid {holder}) is writing to it; wait "
+                                 f"for it to finish or choose another directory") from None
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return Claim(fd, lock_path(path))
+
+
+def in_use(path: Path) -> bool:
+    """Whether a live run holds the claim on output directory `path`."""
+    try:
+        fd = os.open(lock_path(path), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    return sorted(p for p in (run_dir / CHECKPOINTS).glob("step-*") if p.is_dir())
+
+
+def discard_unless_resumable(staging: Path) -> bool:
+    """After a failure: a partial run with a checkpoint is kept (it can be resumed); any other is removed, so
+    failed runs leave no litter. Returns whether it was kept."""
+    if not staging.is_dir():
+        return False
+    if checkpoints(staging):
+        return True
+    shutil.rmtree(staging, ignore_errors=True)
+    return False
+
+
+@dataclass
+class Partial:
+    path: Path
+    destination: Path       # the run directory it was (or is being) written for
+    in_use: bool
+    checkpoints: list[Path]
+
+
+def find_partials(root: Path) -> list[Partial]:
+    """Every staging or replaced-run directory under `root` (finished runs are not searched into)."""
+    found = []
+    for current, dirs, files in os.walk(root):
+        here = Path(current)
+        if "summary.json" in files and here != Path(root):
+            dirs.clear()
+            continue
+        for name in sorted(dirs):
+            match = PARTIAL.fullmatch(name)
+            if match:
+                destination = here / match["name"]
+                found.append(Partial(here / name, destination, in_use(destination), checkpoints(here / name)))
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    return found
 
 
 def staging_dir(path: Path) -> Path:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from aligner import config as config_mod
-from aligner import data, distributed, evaluation, models, plugins, resources, rundir, sharding
+from aligner import data, distributed, evaluation, models, plugins, resources, rundir, sharding, tracking
 
 
 class TrainingError(Exception):
@@ -73,44 +73,92 @@ def summary_table(summary: dict) -> str:
     return "\n".join([title, *(f"  {k:<{width}}  {v}" for k, v in rows)])
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; its message says what was kept."""
+
+
 def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> dict:
     """Trains `algorithm` with `config` (its config dataclass, a dict, or keyword settings) and returns the
     summary that is also written to `summary.json` in the run directory. Launched on several processes
     (`accelerate launch` / `torchrun`), every process trains and only the main one evaluates, writes and returns
-    the summary; the others return None."""
+    the summary; the others return None.
+
+    Everything that can be checked cheaply is checked before anything expensive, in this order: settings, paths
+    (the output directory is free and writable, and claimed against concurrent runs), the algorithm's own inputs
+    (`Algorithm.check`), every data row, the tokenizer, and only then the model weights."""
     loaded = plugins.default()
     algo = loaded.registry.algorithm(algorithm)
     cfg = resolve_config(algo, config, **overrides)
+    gold = loaded.registry.reward_function(cfg.gold_reward)
     out = Path(cfg.output_dir) if cfg.output_dir else rundir.default_output_dir(algorithm)
     rundir.check_destination(out, cfg.overwrite)
     sharding.check_launch()
-    gold = loaded.registry.reward_function(cfg.gold_reward)
 
     seed_everything(cfg.seed)
     where = models.placement(cfg.device)
     state = distributed.init(where.device.type)
     main = distributed.is_main()
+    claim = rundir.claim(out) if main else None
+    staging = None
+    try:
+        if algo.check is not None:
+            algo.check(cfg, loaded.registry)
+        staging = Path(distributed.broadcast(str(rundir.staging_dir(out)) if main else None))
+        summary = _run_claimed(algorithm, algo, cfg, gold, loaded.registry, where, state, main, out, staging)
+    except KeyboardInterrupt:
+        raise Interrupted(_left_behind(staging, out, main, "interrupted")) from None
+    except BaseException:
+        kept = _left_behind(staging, out, main, "run failed")
+        if main and staging is not None and staging.is_dir():
+            print(f"aligner: {kept}", file=sys.stderr)
+        raise
+    finally:
+        if claim is not None:
+            claim.release()
+    if summary is not None and verbose:
+        print(summary_table(summary))
+        print(f"run written to {out}")
+    return summary
+
+
+def _left_behind(staging: Path | None, out: Path, main: bool, what: str) -> str:
+    """Cleans up after a run that did not finish and says, in one line, what was kept."""
+    if not main or staging is None:
+        return f"{what}; nothing was written to {out}"
+    if rundir.discard_unless_resumable(staging):
+        return (f"{what}; its checkpoints are kept in {staging} (not published to {out}): continue it with "
+                f"--resume {staging}, or remove it with `aligner runs --clean {out.parent}`")
+    return f"{what}; nothing was written to {out} (the partial output held no checkpoint and was removed)"
+
+
+def _run_claimed(algorithm, algo, cfg, gold, registry, where, state, main, out, staging) -> dict | None:
     with state.main_process_first():  # the main process builds the toy world (once) before the others read it
         train_dataset, eval_prompts = data.load_for_run(cfg.dataset, cfg.eval_dataset, cfg.eval_prompts)
-        base, tokenizer = models.load_base(cfg.model, where)
+        sources = [(cfg.dataset, train_dataset["prompt"][:1]), (cfg.eval_dataset or cfg.dataset, eval_prompts)]
+        base, tokenizer = models.load_base(cfg.model, where, check_tokenizer=lambda tok: data.check_chat_template(
+            tok, cfg.model, sources))
 
     def score(prompts, responses):
         return gold.score(prompts, responses)
 
-    eval_args = dict(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature, seed=cfg.seed)
+    eval_args = dict(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature, seed=cfg.seed,
+                     max_prompt_tokens=cfg.max_length)
     empty = {"gold_reward": None, "gold_reward_std": None, "kl": None, "response_tokens": None, "samples": []}
     eval_started = time.perf_counter()
     evaluates = algo.trains_policy and main  # with several processes, the main one evaluates and writes
     before = evaluation.evaluate(base, tokenizer, eval_prompts, score, **eval_args) if evaluates else empty
     eval_seconds = time.perf_counter() - eval_started
 
-    staging = Path(distributed.broadcast(str(rundir.staging_dir(out)) if main else None))
+    settings = config_mod.to_dict(cfg)
     metrics = rundir.MetricsLog(staging / "metrics.jsonl") if main else rundir.NullLog()
+    if main and cfg.report_to != "none":
+        metrics = tracking.TrackedLog(metrics, tracking.open_tracker(cfg.report_to, staging, out.name, settings))
     try:
         if main:
-            rundir.write_yaml(staging / "config.yaml", {"algorithm": algorithm, **config_mod.to_dict(cfg)})
-        context = TrainContext(cfg, base, tokenizer, train_dataset, eval_prompts, where, staging, metrics,
-                               loaded.registry)
+            rundir.write_yaml(staging / "config.yaml", {"algorithm": algorithm, **settings})
+        context = TrainContext(config=cfg, base_model=base, tokenizer=tokenizer, train_dataset=train_dataset,
+                               eval_prompts=eval_prompts, placement=where, output_dir=staging, log_metrics=metrics,
+                               registry=registry)
         resources.reset_peak()
         started = time.perf_counter()
         policy = algo.train(context)
@@ -134,6 +182,7 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
             "model": cfg.model,
             "dataset": cfg.dataset,
             "seed": cfg.seed,
+            "settings_fingerprint": config_mod.fingerprint(cfg),
             "device": str(where.device),
             "dtype": str(where.dtype).removeprefix("torch."),
             "gold_reward_before": before["gold_reward"],
@@ -153,16 +202,9 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
         }
         rundir.write_json(staging / "summary.json", summary)
         rundir.write_json(staging / "samples.json", {"base": before["samples"], "policy": after["samples"]})
+    finally:
         metrics.close()
-        rundir.publish(staging, out, cfg.overwrite)
-        distributed.finish()
-    except BaseException:
-        metrics.close()
-        print(f"aligner: run failed; its partial output is kept in {staging} (not published to {out})",
-              file=sys.stderr)
-        raise
+    rundir.publish(staging, out, cfg.overwrite)
+    distributed.finish()
     summary["output_dir"] = str(out)
-    if verbose:
-        print(summary_table(summary))
-        print(f"run written to {out}")
     return summary

@@ -29,7 +29,7 @@ def training_arguments(context) -> dict:
         max_length=cfg.max_length,
         logging_steps=1,
         save_strategy="no",
-        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        report_to=[],  # the runner sends metrics to --report-to's tracker (aligner.tracking), for every algorithm
         seed=cfg.seed,
         data_seed=cfg.seed,
         use_cpu=context.placement.device.type == "cpu",

@@ -98,7 +98,9 @@ def test_ppo_sharded_with_fsdp_trains_as_replicated(tmp_path, replicated_ppo_run
     rows = [[r for r in metrics(path) if r["step"] > 0] for path in (run, replicated_ppo_run)]
     assert [r["objective/scores"] for r in rows[0]] == pytest.approx([r["objective/scores"] for r in rows[1]],
                                                                       rel=1e-4)
-    state = torch.load(run / "checkpoints" / "step-000003" / "state.pt", weights_only=False)
+    from aligner import state_io
+
+    state = state_io.load(run / "checkpoints" / "step-000003", "state")
     assert state["optimizer"] is None, "a sharded run's checkpoint holds no (partial) optimizer state"
 
 

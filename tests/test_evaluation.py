@@ -4,14 +4,14 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from aligner import evaluation
+from aligner import evaluation, sampling
 from helpers import randomize_lora, tiny_llama
 
 
 def test_response_mask_stops_after_first_eos():
     ids = torch.tensor([[5, 6, 3, 0, 0], [5, 3, 7, 3, 0], [5, 6, 7, 8, 9]])
     expected = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]])
-    assert torch.equal(evaluation.response_mask_from(ids, eos_id=3), expected)
+    assert torch.equal(sampling.response_mask_from(ids, eos_id=3), expected)
 
 
 @pytest.fixture

@@ -166,7 +166,7 @@ def test_non_finite_reward_stops_naming_quantity_step_and_checkpoint(tmp_path, m
         aligner.run("ppo", reward="nan-after-one", save_every=1, output_dir=str(tmp_path / "run"), verbose=False,
                     **FAST)
     partial = next(tmp_path.glob(".run.partial-*"))
-    assert (partial / "checkpoints" / "step-000001" / "state.pt").exists()
+    assert (partial / "checkpoints" / "step-000001" / "state.json").exists()
 
 
 def test_reward_model_from_another_base_is_refused(tmp_path, capsys, toy_world):
@@ -182,7 +182,7 @@ def test_reward_model_from_another_base_is_refused(tmp_path, capsys, toy_world):
     code = main(["run", "ppo", "--reward-model", str(tmp_path / "other_rm"), "--output-dir", str(tmp_path / "o"),
                  "--max-steps", "1", "--eval-prompts", "4"])
     assert code == 1
-    assert "trained on a different base model" in capsys.readouterr().err
+    assert "trained on different base weights" in capsys.readouterr().err
     assert main(["run", "ppo", "--reward-model", str(tmp_path / "nothing"), "--output-dir", str(tmp_path / "o")]) == 1
     assert "not a reward model directory" in capsys.readouterr().err
 
@@ -225,15 +225,6 @@ def test_ppo_setting_bounds_name_the_flag(capsys):
     assert "--ppo-epochs must be > 0, got 0" in capsys.readouterr().err
 
 
-def test_ppo_refuses_trackers_it_cannot_feed(capsys, monkeypatch):
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "wandb" else real(name, *a))
-    assert main(["run", "ppo", "--report-to", "wandb"]) == 2
-    assert "ppo does not send metrics to trackers yet" in capsys.readouterr().err
-
-
 def test_conversational_pairs_train_a_reward_model(toy_world):
     """Chat-format pairs go through the tokenizer's chat template, for the reward model and PPO prompts alike."""
     from aligner import models
@@ -264,7 +255,7 @@ def test_static_kv_cache_samples_the_same_rollout_as_the_dynamic_one():
     rollouts = []
     for cache in ("dynamic", "static"):
         torch.manual_seed(3)
-        rollouts.append(generate(model, tok, prompts, 10, 1.0, cache))
+        rollouts.append(generate(model, tok, prompts, 10, 1.0, 32, cache))
     dynamic, static = rollouts
     assert dynamic.input_ids.shape == (3, dynamic.prompt_length + 10)
     assert torch.equal(dynamic.input_ids, static.input_ids) and dynamic.responses == static.responses

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +15,11 @@ from pathlib import Path
 import yaml
 
 from aligner.bench.suite import RunSpec, Suite
+from aligner.config import changed_settings
 from aligner.rundir import write_json
+
+INTERRUPT_GRACE = 5.0
+"""Seconds a run gets to finish by itself after Ctrl-C (a terminal sends SIGINT to it too) before it is sent one."""
 
 
 @dataclass
@@ -34,7 +39,29 @@ def failure_path(out: Path, spec: RunSpec) -> Path:
 
 
 def is_finished(out: Path, spec: RunSpec) -> bool:
-    return (run_dir(out, spec) / "summary.json").is_file()
+    """Finished with the settings the suite asks for now."""
+    summary = read_json(run_dir(out, spec) / "summary.json")
+    return isinstance(summary, dict) and summary.get("settings_fingerprint") == spec.fingerprint
+
+
+def changes_since(out: Path, spec: RunSpec) -> list[str] | None:
+    """None when the run never finished; else what differs between the settings it ran with and the suite's now
+    (empty when nothing does)."""
+    directory = run_dir(out, spec)
+    if not (directory / "summary.json").is_file():
+        return None
+    if is_finished(out, spec):
+        return []
+    try:
+        ran = yaml.safe_load((directory / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        ran = {}
+    ran.pop("algorithm", None)
+    return changed_settings(ran, spec.resolved) or ["made by another version of aligner"]
+
+
+class SuiteInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a suite; its message says what was kept."""
 
 
 def free_port() -> int:
@@ -63,19 +90,40 @@ def run_one(out: Path, spec: RunSpec, num_processes: int = 1) -> Outcome:
                "--seed", str(spec.seed), "--output-dir", str(run_dir(out, spec)), "--overwrite"]
     started = time.perf_counter()
     with open(logs / f"{spec.id}.log", "w") as log:
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        returncode = wait_or_interrupt(process)
     seconds = time.perf_counter() - started
     failure = failure_path(out, spec)
-    if result.returncode == 0:
+    if returncode == 0:
         failure.unlink(missing_ok=True)
         return Outcome(spec, "finished", seconds)
     tail = (logs / f"{spec.id}.log").read_text(errors="replace").strip().splitlines()[-15:]
-    error = "\n".join(tail) or f"exit code {result.returncode}"
+    error = "\n".join(tail) or f"exit code {returncode}"
     failure.parent.mkdir(exist_ok=True)
-    write_json(failure, {"id": spec.id, "algorithm": spec.algorithm, "returncode": result.returncode,
+    write_json(failure, {"id": spec.id, "algorithm": spec.algorithm, "returncode": returncode,
                          "command": command, "error": error})
     return Outcome(spec, "failed", seconds, error)
+
+
+def wait_or_interrupt(process: subprocess.Popen) -> int:
+    """The run's exit code. On Ctrl-C the run is let to clean up after itself (it keeps a resumable partial run
+    or removes it), which a SIGKILL would prevent; only one that ignores SIGINT is killed."""
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        for sent, wait in ((False, INTERRUPT_GRACE), (True, 30.0)):
+            if sent:
+                process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
+            process.kill()
+            process.wait()
+        raise
 
 
 def estimate(durations: dict[str, list[float]], algorithm: str) -> float:
@@ -93,12 +141,21 @@ def execute(suite: Suite, out: Path, rerun: bool = False, log=print, num_process
     durations: dict[str, list[float]] = {}
     total = len(suite.runs)
     for index, spec in enumerate(suite.runs, start=1):
-        if not rerun and is_finished(out, spec):
+        changes = changes_since(out, spec)
+        if not rerun and changes == []:
             outcomes.append(Outcome(spec, "kept", 0.0))
             log(f"[{index}/{total}] {spec.id}: finished earlier, kept (--rerun to redo)")
             continue
+        if changes and not rerun:
+            log(f"[{index}/{total}] {spec.id}: finished earlier with other settings ({'; '.join(changes)}); "
+                f"running it again")
         log(f"[{index}/{total}] {spec.id}: running {spec.algorithm} ...")
-        outcome = run_one(out, spec, num_processes)
+        try:
+            outcome = run_one(out, spec, num_processes)
+        except KeyboardInterrupt:
+            kept = sum(is_finished(out, s) for s in suite.runs)
+            raise SuiteInterrupted(f"interrupted during run {spec.id}; {kept} finished run(s) of {total} are kept in "
+                                   f"{out}, and the same command continues with the rest") from None
         outcomes.append(outcome)
         durations.setdefault(spec.algorithm, []).append(outcome.seconds)
         remaining = [s for s in suite.runs[index:] if rerun or not is_finished(out, s)]

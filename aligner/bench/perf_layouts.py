@@ -165,7 +165,7 @@ def run_ppo(layout: str, args, where) -> dict:
     phases: dict[str, list[float]] = {"rollout": [], "scoring": [], "update": [], "tokens": []}
     for step in range(1, args.steps + 1):
         roles.model.eval()
-        rollout = generate(roles.model, tok, prompts, R, cfg.temperature, cfg.generation_cache)
+        rollout = generate(roles.model, tok, prompts, R, cfg.temperature, None, cfg.generation_cache)
         sync(where.device)
         started = time.perf_counter()
         batch = score_rollout(roles, rollout, scorer, kl_ctl, moments, cfg, step, None)

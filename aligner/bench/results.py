@@ -42,9 +42,11 @@ def mean_tokens_per_second(metrics_path: Path) -> float | None:
 def record(out: Path, spec) -> dict:
     base = {"id": spec.id, "group": spec.group, "algorithm": spec.algorithm, "seed": spec.seed, "sweep": spec.sweep}
     summary = read_json(run_dir(out, spec) / "summary.json")
-    if summary is None:
+    if summary is None or summary.get("settings_fingerprint") != spec.fingerprint:
+        # a run made with other settings is no result of this suite, even when running it again failed
         failure = read_json(failure_path(out, spec))
-        return {**base, "status": "failed" if failure else "missing", "error": failure and failure["error"]}
+        status = "failed" if failure else ("stale" if summary else "missing")
+        return {**base, "status": status, "error": failure and failure["error"]}
     samples = read_json(run_dir(out, spec) / "samples.json") or {}
     return {
         **base, "status": "finished", "variant": summary.get("variant"),

@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from aligner import rundir
 from aligner.bench import execute, plots, results, suite as suite_mod
 
 VERSIONED = ["aligner", "torch", "transformers", "peft", "trl", "datasets", "vaderSentiment"]
@@ -28,9 +29,17 @@ def run_bench(suite_spec: str | None, output_dir: str | None, rerun: bool, regis
     suite = suite_mod.load(suite_spec, registry)
     suite_mod.check_common_is_shared(suite)
     out = Path(output_dir) if output_dir else Path("bench-runs") / suite.name
-    out.mkdir(parents=True, exist_ok=True)
-    log(f"aligner bench: suite {suite.name!r} ({suite.path}), {len(suite.runs)} runs, writing to {out}")
-    execute.execute(suite, out, rerun=rerun, log=log, num_processes=num_processes)
+    claim = rundir.claim(out)  # two suites writing into one directory would overwrite each other's runs
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        log(f"aligner bench: suite {suite.name!r} ({suite.path}), {len(suite.runs)} runs, writing to {out}")
+        execute.execute(suite, out, rerun=rerun, log=log, num_processes=num_processes)
+        return _report(suite, out, suite_spec, log)
+    finally:
+        claim.release()
+
+
+def _report(suite, out: Path, suite_spec, log) -> dict:
     records = [results.record(out, spec) for spec in suite.runs]
     rows = results.aggregate(records)
     command = "aligner bench" + "".join(f" {shlex.quote(a)}" for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] \

@@ -23,6 +23,7 @@ import yaml
 
 from aligner import config as config_mod
 from aligner.config import ConfigError, RunConfig
+from aligner.rundir import is_safe_name
 
 SUITE_KEYS = {"name", "description", "common", "seeds", "runs"}
 RUN_KEYS = {"name", "algorithm", "settings", "seeds", "sweep"}
@@ -44,6 +45,11 @@ class RunSpec:
     seed: int
     settings: dict       # every setting given (common + run + sweep point), without output_dir/seed
     sweep: dict          # the sweep point alone, for labels
+    resolved: dict = dataclasses.field(default_factory=dict, compare=False)
+    """Every setting of the run as `aligner run` will resolve it, defaults included."""
+    fingerprint: str = ""
+    """`aligner.config.fingerprint` of `resolved`: a finished run whose summary holds another was made with other
+    settings (or other defaults) and is run again."""
 
 
 @dataclass
@@ -71,6 +77,31 @@ def resolve_path(spec: str | None) -> Path:
 
 def _label(value) -> str:
     return str(value).replace("/", "_").replace(" ", "")
+
+
+def _check_seeds(where: str, seeds) -> list[int]:
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise SuiteError(f"{where}: seeds must be a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise SuiteError(f"{where}: seeds repeat a value: {seeds!r}")
+    return seeds
+
+
+def _check_ids(path: Path, specs: list[RunSpec]) -> None:
+    """Run ids become directory and file names under --output-dir: each must be one safe path component, and
+    no two may collide (case-insensitively, as on macOS and Windows file systems), or one run would silently
+    stand for another."""
+    seen: dict[str, RunSpec] = {}
+    for spec in specs:
+        if not is_safe_name(spec.id):
+            raise SuiteError(f"{path}: run {spec.name!r} gives the run id {spec.id!r}, which cannot be a directory "
+                             f"name: use letters, digits, '.', '_', '+' and '-' (no '/', no '..', at most 100 "
+                             f"characters)")
+        other = seen.get(spec.id.lower())
+        if other is not None:
+            raise SuiteError(f"{path}: runs {other.name!r} and {spec.name!r} both give the run id {spec.id!r}; "
+                             f"rename one")
+        seen[spec.id.lower()] = spec
 
 
 def _check_settings(where: str, algorithm, values: dict, source: str) -> dict:
@@ -101,9 +132,7 @@ def load(spec: str | None, registry) -> Suite:
     unknown = set(data) - SUITE_KEYS
     if unknown:
         raise SuiteError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(SUITE_KEYS))}")
-    seeds = data.get("seeds", [0])
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
-        raise SuiteError(f"{path}: seeds must be a non-empty list of integers, got {seeds!r}")
+    seeds = _check_seeds(str(path), data.get("seeds", [0]))
     common = data.get("common") or {}
     if not isinstance(common, dict):
         raise SuiteError(f"{path}: common must be a mapping of settings")
@@ -122,7 +151,10 @@ def load(spec: str | None, registry) -> Suite:
             raise SuiteError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(RUN_KEYS))}")
         if "algorithm" not in entry:
             raise SuiteError(f"{where}: missing key 'algorithm'")
-        name = str(entry.get("name", entry["algorithm"]))
+        name = entry.get("name", entry["algorithm"])
+        if not is_safe_name(name):
+            raise SuiteError(f"{where}: run name {name!r} is not allowed: it becomes a directory name, so use "
+                             f"letters, digits, '.', '_', '+' and '-' (no '/', no '..', at most 100 characters)")
         where = f"{path}: runs[{index}] ({name})"
         if name in names:
             raise SuiteError(f"{where}: duplicate run name {name!r}")
@@ -140,9 +172,7 @@ def load(spec: str | None, registry) -> Suite:
             raise SuiteError(f"{where}: sweep must map setting names to non-empty lists of values")
         sweep = {k: [_check_settings(where, algorithm, {k: v}, "sweep")[k.replace('-', '_')] for v in values]
                  for k, values in sweep.items()}
-        run_seeds = entry.get("seeds", seeds)
-        if not (isinstance(run_seeds, list) and run_seeds and all(isinstance(s, int) for s in run_seeds)):
-            raise SuiteError(f"{where}: seeds must be a non-empty list of integers")
+        run_seeds = _check_seeds(where, entry.get("seeds", seeds))
         keys = [k.replace("-", "_") for k in sweep]
         for point in itertools.product(*sweep.values()) if sweep else [()]:
             sweep_point = dict(zip(keys, point))
@@ -153,8 +183,15 @@ def load(spec: str | None, registry) -> Suite:
             except (ConfigError, TypeError) as error:
                 raise SuiteError(f"{where}: {error}") from None
             for seed in run_seeds:
-                specs.append(RunSpec(f"{group}-seed{seed}", group, name, algorithm.name, seed, settings, sweep_point))
-    return Suite(str(data.get("name", path.stem)), str(data.get("description", "")), path, specs)
+                resolved = algorithm.config_class(**settings, seed=seed)
+                specs.append(RunSpec(f"{group}-seed{seed}", group, name, algorithm.name, seed, settings, sweep_point,
+                                     config_mod.to_dict(resolved), config_mod.fingerprint(resolved)))
+    _check_ids(path, specs)
+    suite_name = data.get("name", path.stem)
+    if not is_safe_name(suite_name):
+        raise SuiteError(f"{path}: suite name {suite_name!r} is not allowed: it names the default output directory "
+                         f"bench-runs/<name>, so use letters, digits, '.', '_', '+' and '-'")
+    return Suite(suite_name, str(data.get("description", "")), path, specs)
 
 
 def check_common_is_shared(suite: Suite) -> None:

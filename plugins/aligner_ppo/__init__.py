@@ -9,7 +9,8 @@ def register_algorithms(register):
     from aligner_ppo.config import PPOSettings, RewardSettings
 
     register(Algorithm(name="ppo", description="RLHF PPO with a shared value head or a separate critic adapter, "
-                                               "every role on one base", config_class=PPOSettings, train=_train_ppo))
+                                               "every role on one base", config_class=PPOSettings, train=_train_ppo,
+                       check=_check_ppo))
     register(Algorithm(name="reward", description="Reward model (LoRA adapter + scalar head, Bradley-Terry) for PPO",
                        config_class=RewardSettings, train=_train_reward, trains_policy=False))
 
@@ -18,6 +19,12 @@ def _train_ppo(context):
     from aligner_ppo.trainer import train  # deferred: `aligner plugins` needs none of the training code
 
     return train(context)
+
+
+def _check_ppo(config, registry):
+    from aligner_ppo.trainer import check
+
+    check(config, registry)
 
 
 def _train_reward(context):

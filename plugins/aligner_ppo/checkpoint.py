@@ -1,6 +1,7 @@
 """Checkpoints that let a killed PPO run continue exactly: adapters, value head, optimizer, every RNG, the KL
-controller, score statistics and the iteration counter. Each is written to a temp folder and renamed, so the
-latest complete checkpoint is always a good one."""
+controller, score statistics, the iteration counter, and the settings they were made with. Each is written to a
+temp folder and renamed, so the latest complete checkpoint is always a good one. Tensors are stored as
+safetensors and the rest as JSON (`aligner.state_io`): loading a checkpoint runs no code from it."""
 
 from __future__ import annotations
 
@@ -14,16 +15,23 @@ import torch
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
+from aligner import state_io
+from aligner.config import changed_settings
 from aligner.models import save_adapter
 from aligner.runner import TrainingError
 from aligner_ppo.roles import CRITIC, POLICY
+
+STATE = "state"
+RESUMABLE_CHANGES = frozenset({"max_steps", "save_every"})
+"""Settings a resumed run may change without --allow-changed-settings: how long it goes on and how often it saves."""
 
 
 class ResumeError(TrainingError):
     pass
 
 
-def save(directory: Path, step: int, roles, optimizer, kl_controller, moments, sampler: torch.Generator) -> Path:
+def save(directory: Path, step: int, roles, optimizer, kl_controller, moments, sampler: torch.Generator,
+         settings: dict) -> Path:
     """`optimizer` None (a sharded run, whose optimizer state lies in shards on every process) writes a checkpoint
     of the weights that cannot be resumed from."""
     final = directory / f"step-{step:06d}"
@@ -34,12 +42,14 @@ def save(directory: Path, step: int, roles, optimizer, kl_controller, moments, s
     if roles.critic == "separate":
         save_adapter(roles.model, CRITIC, tmp / "critic")
     roles.value_head.save(tmp / "value_head.safetensors")
-    torch.save({
-        "step": step, "optimizer": optimizer.state_dict() if optimizer is not None else None, "kl_coef": kl_controller.value,
-        "moments": moments.state_dict(), "sampler": sampler.get_state(), "torch_rng": torch.get_rng_state(),
+    state_io.save(tmp, STATE, {
+        "step": step, "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "kl_coef": kl_controller.value, "moments": moments.state_dict(), "sampler": sampler.get_state(),
+        "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "python_rng": random.getstate(), "numpy_rng": np.random.get_state(), "critic": roles.critic,
-    }, tmp / "state.pt")
+        "settings": settings,
+    })
     os.replace(tmp, final)
     return final
 
@@ -47,20 +57,45 @@ def save(directory: Path, step: int, roles, optimizer, kl_controller, moments, s
 def find(path: str | Path) -> Path:
     """A checkpoint directory, or the latest complete one under a run directory's `checkpoints/`."""
     path = Path(path)
-    if (path / "state.pt").is_file():
+    if state_io.exists(path, STATE):
         return path
+    if (path / "state.pt").is_file():
+        raise ResumeError(f"--resume {path}: holds state.pt, a pickle, which aligner does not load (unpickling can "
+                          f"run any code the file names); checkpoints are safetensors + JSON (state.json)")
     candidates = sorted((path / "checkpoints").glob("step-*")) if path.is_dir() else []
-    candidates = [c for c in candidates if (c / "state.pt").is_file()]
+    candidates = [c for c in candidates if state_io.exists(c, STATE)]
     if not candidates:
-        raise ResumeError(f"--resume {path}: no checkpoint there (expected state.pt, or checkpoints/step-*/)")
+        raise ResumeError(f"--resume {path}: no checkpoint there (expected state.json and state.safetensors, or "
+                          f"checkpoints/step-*/)")
     return candidates[-1]
 
 
-def load(checkpoint: Path, roles, optimizer, kl_controller, moments, sampler: torch.Generator) -> int:
+def read_state(checkpoint: Path) -> dict:
+    try:
+        state = state_io.load(checkpoint, STATE)
+    except state_io.StateFileError as error:
+        raise ResumeError(f"--resume {checkpoint}: {error}") from None
+    if not isinstance(state, dict) or not {"step", "critic", "settings"} <= set(state):
+        raise ResumeError(f"--resume {checkpoint}: state.json is not a PPO checkpoint's state")
+    return state
+
+
+def check_settings(checkpoint: Path, state: dict, settings: dict, allow_changed: bool) -> None:
+    """A resumed run continues the run that was checkpointed: a different seed, learning rate or batch size would
+    silently make it another run, so changes are refused unless asked for."""
+    changes = changed_settings(state["settings"], settings, ignore=RESUMABLE_CHANGES)
+    if changes and not allow_changed:
+        raise ResumeError(f"--resume {checkpoint}: settings differ from the checkpointed run's ({'; '.join(changes)}); "
+                          f"pass the same settings, or --allow-changed-settings to continue with the new ones")
+
+
+def load(checkpoint: Path, roles, optimizer, kl_controller, moments, sampler: torch.Generator, settings: dict,
+         allow_changed: bool = False) -> int:
     """Restores everything `save` wrote; returns the iteration to continue after."""
-    state = torch.load(checkpoint / "state.pt", weights_only=False)
+    state = read_state(checkpoint)
     if state["critic"] != roles.critic:
         raise ResumeError(f"--resume {checkpoint}: saved with --critic {state['critic']}, not {roles.critic}")
+    check_settings(checkpoint, state, settings, allow_changed)
     if state["optimizer"] is None:
         raise ResumeError(f"--resume {checkpoint}: written by a sharded (FSDP) run, which saves no optimizer state; "
                           f"it holds the adapters and value head only")

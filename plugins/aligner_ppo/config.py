@@ -71,6 +71,8 @@ class PPOSettings(RunConfig):
     save_every: int = setting(10, "Write a checkpoint every this many iterations (and at the end).")
     resume: str | None = setting(None, "Continue from a checkpoint directory, or a (partial) run directory's "
                                        "latest checkpoint.")
+    allow_changed_settings: bool = setting(False, "With --resume: continue even though settings other than "
+                                                  "--max-steps and --save-every differ from the checkpointed run's.")
 
     def variant(self) -> str:
         return f"critic={self.critic}" + ("" if self.reward == "model" else f",reward={self.reward}")
@@ -83,14 +85,15 @@ class PPOSettings(RunConfig):
                      inclusive=True)
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
             raise ConfigError(f"--gamma and --lam must be in [0, 1], got {self.gamma!r} and {self.lam!r}")
+        if self.response_length >= self.max_length:
+            raise ConfigError(f"--response-length {self.response_length} must be below --max-length "
+                              f"{self.max_length}: prompts are cut to their last max-length minus response-length "
+                              f"tokens")
         if self.rollout_batch_size % self.batch_size:
             raise ConfigError(f"--batch-size {self.batch_size} must divide --rollout-batch-size "
                               f"{self.rollout_batch_size}")
         if self.batch_size % self.gradient_accumulation_steps:
             raise ConfigError(f"--gradient-accumulation-steps {self.gradient_accumulation_steps} must divide "
                               f"--batch-size {self.batch_size}")
-        if self.report_to != "none":
-            raise ConfigError(f"--report-to {self.report_to}: ppo does not send metrics to trackers yet; they are in "
-                              f"the run's metrics.jsonl")
         if self.reward_model is not None and self.reward != "model":
             raise ConfigError(f"--reward-model is only used with --reward model, not --reward {self.reward}")

@@ -125,17 +125,38 @@ def save(model, reward: RewardModel, directory: Path, metrics: dict) -> None:
     (directory / "reward_model.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def load(model, directory: Path, device) -> tuple[RewardModel, dict]:
-    """Loads a saved reward model onto `model`'s base, refusing one trained on other base weights."""
+def read_meta(directory: Path) -> dict:
+    """reward_model.json of a saved reward model, checked for what loading needs; refused naming the file."""
     directory = Path(directory)
     meta_path = directory / "reward_model.json"
     if not meta_path.is_file():
         raise RewardModelError(f"--reward-model {directory}: not a reward model directory (no reward_model.json); "
                                f"make one with `aligner run reward`")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RewardModelError(f"--reward-model {meta_path}: not valid JSON ({error})") from None
+    if not (isinstance(meta, dict) and isinstance(meta.get("base_fingerprint"), str)
+            and isinstance(meta.get("hidden_size"), int)):
+        raise RewardModelError(f"--reward-model {meta_path}: needs base_fingerprint (a string) and hidden_size (an "
+                               f"integer)")
+    for part in ("adapter/adapter_config.json", "head.safetensors"):
+        if not (directory / part).is_file():
+            raise RewardModelError(f"--reward-model {directory}: {part} is missing")
+    return meta
+
+
+def load(model, directory: Path, device) -> tuple[RewardModel, dict]:
+    """Loads a saved reward model onto `model`'s base, refusing one trained on other base weights."""
+    directory = Path(directory)
+    meta = read_meta(directory)
     if meta["base_fingerprint"] != base_fingerprint(model):
-        raise RewardModelError(f"--reward-model {directory}: trained on a different base model "
-                               f"({meta['base_model']}); train one on this base with `aligner run reward`")
+        raise RewardModelError(f"--reward-model {directory}: trained on different base weights than --model's "
+                               f"({meta.get('base_model')}, fingerprint {meta['base_fingerprint']} against "
+                               f"{base_fingerprint(model)}); train one on this base with `aligner run reward`")
+    if meta["hidden_size"] != model.config.hidden_size:
+        raise RewardModelError(f"--reward-model {directory}: head for hidden size {meta['hidden_size']}, the base "
+                               f"has {model.config.hidden_size}")
     model.load_adapter(str(directory / "adapter"), adapter_name=ADAPTER, is_trainable=False)
     head = ScalarHead(meta["hidden_size"], zero_init=True).to(device)
     head.load(directory / "head.safetensors")

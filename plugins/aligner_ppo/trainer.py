@@ -13,7 +13,8 @@ import torch
 from peft import get_peft_model
 
 from aligner import distributed, sharding
-from aligner.evaluation import prompt_texts
+from aligner.config import to_dict
+from aligner.sampling import prompt_texts
 from aligner.models import add_adapter, disable_dropout, lora_config
 from aligner.runner import TrainingError
 from aligner_ppo import checkpoint, reward_model
@@ -55,14 +56,16 @@ def attach_reward_model(context, model, summary: dict):
     if cfg.reward != "model":
         return None
     source = cfg.reward_model
+    summary["reward_model"] = str(source)
     if source is None and cfg.resume:
         previous = checkpoint.find(cfg.resume).parents[1] / "reward_model"
-        source = str(previous) if previous.is_dir() else None
+        if previous.is_dir():  # the resumed run trained it; it is saved again into this run's directory
+            source = str(previous)
+            summary["reward_model"] = "trained in this run, before the resumed checkpoint"
     if source is None:
         add_adapter(model, reward_model.ADAPTER)
         summary["reward_model"] = "trained in this run"
         return None
-    summary["reward_model"] = str(source)
     return reward_model.load(model, Path(source), context.placement.device)
 
 
@@ -205,6 +208,38 @@ def shard_requested(cfg) -> bool:
     return kind == "fsdp"
 
 
+def carry_metrics(last_ckpt: Path, step: int, log_metrics, with_reward_model: bool) -> None:
+    """A resumed run's metrics.jsonl starts with the resumed run's rows up to its checkpoint, so it reads as one
+    run. Reward-model rows (step 0) are carried only when that reward model is the one this run uses."""
+    previous = last_ckpt.parents[1] / "metrics.jsonl"
+    if last_ckpt.parent.name != "checkpoints" or not previous.is_file():
+        return
+    for line in previous.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the last line of a killed run may be cut short
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            continue
+        if 0 < row["step"] <= step or (row["step"] == 0 and with_reward_model):
+            log_metrics(row.pop("step"), row)
+
+
+def check(cfg, registry) -> None:
+    """Before anything loads: the checkpoint to resume must be readable and made with these settings, the reward
+    model directory must be one, and a named reward function must exist."""
+    if cfg.resume:
+        found = checkpoint.find(cfg.resume)
+        state = checkpoint.read_state(found)
+        if state["critic"] != cfg.critic:
+            raise checkpoint.ResumeError(f"--resume {found}: saved with --critic {state['critic']}, not {cfg.critic}")
+        checkpoint.check_settings(found, state, to_dict(cfg), cfg.allow_changed_settings)
+    if cfg.reward_model is not None:
+        reward_model.read_meta(Path(cfg.reward_model))
+    if cfg.reward not in ("model", "gold"):
+        registry.reward_function(cfg.reward)
+
+
 def train(context):
     cfg, device = context.config, context.placement.device
     base = context.base_model
@@ -236,10 +271,15 @@ def train(context):
     prompts = list({json.dumps(p): p for p in context.train_dataset["prompt"]}.values())  # unique, in order
     ckpt_dir = context.output_dir / "checkpoints"
     first_step, last_ckpt = 1, None
+    settings = to_dict(cfg)
     if cfg.resume:
         last_ckpt = checkpoint.find(cfg.resume)
-        first_step = checkpoint.load(last_ckpt, roles, optimizer, kl_ctl, moments, sampler) + 1
+        first_step = checkpoint.load(last_ckpt, roles, optimizer, kl_ctl, moments, sampler, settings,
+                                     cfg.allow_changed_settings) + 1
         shutil.copytree(last_ckpt, ckpt_dir / last_ckpt.name)
+        carry_metrics(last_ckpt, first_step - 1, context.log_metrics,
+                      with_reward_model=cfg.reward == "model" and cfg.reward_model is None)
+        summary["resumed_from_step"] = first_step - 1
 
     from tqdm.auto import tqdm
 
@@ -251,7 +291,7 @@ def train(context):
         model.eval()
         with sharding.gathered(model):
             rollout = generate(model, context.tokenizer, [prompts[i] for i in chosen], cfg.response_length,
-                               cfg.temperature, cfg.generation_cache)
+                               cfg.temperature, cfg.max_length - cfg.response_length, cfg.generation_cache)
         scoring_started = time.perf_counter()
         batch = score_rollout(roles, rollout, scorer, kl_ctl, moments, cfg, step, last_ckpt)
         update_started = time.perf_counter()
@@ -273,7 +313,7 @@ def train(context):
             with sharding.gathered(model):
                 if distributed.is_main():
                     last_ckpt = checkpoint.save(ckpt_dir, step, roles, None if sharding.is_sharded(model)
-                                                else optimizer, kl_ctl, moments, sampler)
+                                                else optimizer, kl_ctl, moments, sampler, settings)
     bar.close()
     sharding.gather_for_good(model)  # the main process evaluates and saves the policy alone
     if not distributed.is_main():
