@@ -7,7 +7,7 @@ import json
 import sys
 
 from aligner import config as config_mod
-from aligner import plugins
+from aligner import plugins, terminal
 
 
 class UsageError(Exception):
@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt as interrupt:
+        terminal.end_progress_bars()
         print(f"aligner: {interrupt or 'interrupted; nothing was written'}", file=sys.stderr)
         return 130
 
@@ -154,9 +155,11 @@ def _main(argv: list[str] | None) -> int:
     try:
         return args.handler(args)
     except (config_mod.ConfigError, RegistryError, UsageError, SuiteError) as error:
+        terminal.end_progress_bars()
         print(f"aligner: error: {error}", file=sys.stderr)
         return 2
     except (DatasetError, ModelLoadError, OutputDirError, TrainingError) as error:
+        terminal.end_progress_bars()
         print(f"aligner: error: {error}", file=sys.stderr)
         return 1
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from aligner import config as config_mod
-from aligner import data, distributed, evaluation, models, plugins, resources, rundir, sharding, tracking
+from aligner import data, distributed, evaluation, models, plugins, resources, rundir, sharding, terminal, tracking
 
 
 class TrainingError(Exception):
@@ -110,6 +110,7 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
     except BaseException:
         kept = _left_behind(staging, out, main, "run failed")
         if main and staging is not None and staging.is_dir():
+            terminal.end_progress_bars()
             print(f"aligner: {kept}", file=sys.stderr)
         raise
     finally:
