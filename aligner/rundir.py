@@ -73,6 +73,9 @@ def lock_path(path: Path) -> Path:
 def claim(path: Path) -> Claim:
     """Checks that the output directory's parent can be written (by creating the lock file in it) and that no
     other run is writing to the same directory; both before any data or weights load."""
+    blocking = next((p for p in [path.parent, *path.parent.parents] if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise OutputDirError(f"--output-dir {path}: {blocking} is a file, not a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 import yaml
@@ -162,7 +163,13 @@ def test_unwritable_output_directory_is_refused_before_loading(tmp_path, capsys,
     (tmp_path / "a-file").write_text("x")
     out = tmp_path / "a-file" / "run"
     code = main(["run", "dpo", "--output-dir", str(out)])
-    assert_refused(capsys, code, 1, f"--output-dir {out}: cannot write in {tmp_path / 'a-file'}")
+    assert_refused(capsys, code, 1, f"--output-dir {out}: {tmp_path / 'a-file'} is a file, not a directory")
+
+
+def test_read_only_output_location_is_refused_before_loading(tmp_path, capsys, nothing_expensive):
+    out = Path("/proc/aligner-cannot-write-here/run")  # not writable even by root
+    code = main(["run", "dpo", "--output-dir", str(out)])
+    assert_refused(capsys, code, 1, f"--output-dir {out}: cannot write in {out.parent}")
 
 
 def test_occupied_output_directory(tmp_path, capsys, nothing_expensive):
