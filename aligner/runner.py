@@ -98,7 +98,7 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
     where = models.placement(cfg.device)
     state = distributed.init(where.device.type)
     main = distributed.is_main()
-    claim = rundir.claim(out) if main else None
+    claim = _claim_on_main(out, main)
     staging = None
     try:
         if algo.check is not None:
@@ -120,6 +120,21 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
         print(summary_table(summary))
         print(f"run written to {out}")
     return summary
+
+
+def _claim_on_main(out: Path, main: bool):
+    """The main process claims the output directory; a refusal is raised on every process, so none is left
+    waiting for the others at the next collective."""
+    claim, refusal = None, None
+    if main:
+        try:
+            claim = rundir.claim(out)
+        except rundir.OutputDirError as error:
+            refusal = str(error)
+    refusal = distributed.broadcast(refusal)
+    if refusal is not None:
+        raise rundir.OutputDirError(refusal)
+    return claim
 
 
 def _left_behind(staging: Path | None, out: Path, main: bool, what: str) -> str:
