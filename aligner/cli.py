@@ -8,10 +8,7 @@ import sys
 
 from aligner import config as config_mod
 from aligner import plugins, terminal
-
-
-class UsageError(Exception):
-    """Bad flags or settings: exit code 2, like argparse."""
+from aligner.errors import AlignerError, UsageError
 
 
 def _plugins_command(args) -> int:
@@ -133,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes: 0 done, 1 the run failed, 2 bad input or settings, 130 interrupted (Ctrl-C)."""
+    """Exit codes: 0 done, 2 bad input or settings (`aligner.errors.InputError`), 1 a failure while running
+    (`RunError`), 130 interrupted (Ctrl-C)."""
     try:
         return _main(argv)
     except KeyboardInterrupt as interrupt:
@@ -145,24 +143,13 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from aligner.data import DatasetError
-    from aligner.models import ModelLoadError
-    from aligner.registry import RegistryError
-    from aligner.rundir import OutputDirError
-    from aligner.runner import TrainingError
-    from aligner.bench.suite import SuiteError
 
     try:
         return args.handler(args)
-    except (config_mod.ConfigError, RegistryError, UsageError, SuiteError) as error:
+    except AlignerError as error:
         terminal.end_progress_bars()
         print(f"aligner: error: {error}", file=sys.stderr)
-        return 2
-    except (DatasetError, ModelLoadError, OutputDirError, TrainingError) as error:
-        terminal.end_progress_bars()
-        print(f"aligner: error: {error}", file=sys.stderr)
-        return 1
-
+        return error.exit_code
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,8 +15,7 @@ from typing import Any
 import yaml
 
 
-class ConfigError(ValueError):
-    """A setting that is unknown or has an invalid value; the message names it."""
+from aligner.errors import ConfigError
 
 
 def setting(default: Any, help: str, choices: tuple | None = None):

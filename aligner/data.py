@@ -11,13 +11,10 @@ import json
 from pathlib import Path
 
 from datasets import Dataset
+from aligner.errors import DatasetError
 
 FIELDS = ("prompt", "chosen", "rejected")
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-
-
-class DatasetError(ValueError):
-    """Bad input data; the message names the file, row and field."""
 
 
 def _read_text(path: Path, spec: str) -> str:

@@ -13,6 +13,7 @@ import statistics
 import torch
 
 from aligner import sampling
+from aligner.logprobs import response_logprobs
 from aligner.sampling import Samples, prompt_texts
 
 
@@ -25,17 +26,8 @@ def sample(model, tokenizer, prompts: list, max_new_tokens: int, temperature: fl
 
 def token_logprobs(model, samples: Samples, temperature: float, batch_size: int = 64) -> torch.Tensor:
     """log p(y_t | prefix) of each response token at `temperature`, float32, zero where masked."""
-    out = []
-    for start in range(0, samples.input_ids.shape[0], batch_size):
-        ids = samples.input_ids[start:start + batch_size]
-        mask = samples.attention_mask[start:start + batch_size]
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
-        logits = logits[:, samples.prompt_length - 1:-1].float() / temperature
-        targets = ids[:, samples.prompt_length:]
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        out.append(logp * samples.response_mask[start:start + batch_size])
-    return torch.cat(out)
+    return response_logprobs(model, samples.input_ids, samples.attention_mask, samples.response_mask,
+                             samples.prompt_length, temperature, batch_size)
 
 
 def reference(model):

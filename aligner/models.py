@@ -17,10 +17,7 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from aligner.config import RunConfig
-
-
-class ModelLoadError(Exception):
-    pass
+from aligner.errors import ModelLoadError
 
 
 @dataclass(frozen=True)

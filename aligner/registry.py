@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Callable
-
-
-class RegistryError(Exception):
-    """A name that is unknown or claimed by two plugins."""
+from aligner.errors import RegistryError
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
-
-class OutputDirError(Exception):
-    pass
+from aligner.errors import OutputDirError
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")

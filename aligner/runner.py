@@ -16,10 +16,7 @@ import torch
 
 from aligner import config as config_mod
 from aligner import data, distributed, evaluation, models, plugins, resources, rundir, sharding, terminal, tracking
-
-
-class TrainingError(Exception):
-    """Training cannot go on (non-finite values, an unusable checkpoint or reward model); the message says why."""
+from aligner.errors import TrainingError
 
 
 @dataclass

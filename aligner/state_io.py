@@ -19,8 +19,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from aligner.errors import CheckpointError
 
-class StateFileError(ValueError):
+
+class StateFileError(CheckpointError):
     """A state file that is missing, malformed or refers to a tensor it does not hold; the message names it."""
 
 

@@ -15,6 +15,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # benchmarks/ (the performance suite) is imported from the repository root
 EXAMPLE_PLUGIN = REPO / "tests" / "plugins" / "aligner-example"
 
 

@@ -93,13 +93,13 @@ def test_bad_data_files(tmp_path, capsys, toy_world, nothing_expensive, flag, ca
     path.write_bytes(content)
     out = tmp_path / "out"
     code = main(["run", "dpo", flag, str(path), "--output-dir", str(out), *FAST])
-    assert_refused(capsys, code, 1, message.replace(name, str(path), 1), out)
+    assert_refused(capsys, code, 2, message.replace(name, str(path), 1), out)
 
 
 def test_missing_data_file(tmp_path, capsys, nothing_expensive):
     out = tmp_path / "out"
     code = main(["run", "orpo", "--dataset", str(tmp_path / "none.jsonl"), "--output-dir", str(out)])
-    assert_refused(capsys, code, 1, "none.jsonl: no such file", out)
+    assert_refused(capsys, code, 2, "none.jsonl: no such file", out)
 
 
 def model_folder(tmp_path, toy_world, kind: str):
@@ -125,12 +125,12 @@ def test_bad_model_folders(tmp_path, capsys, toy_world, kind, message):
     out = tmp_path / "out"
     code = main(["run", "dpo", "--model", str(model_folder(tmp_path, toy_world, kind)), "--output-dir", str(out),
                  *FAST])
-    assert_refused(capsys, code, 1, f"--model {tmp_path / kind}: {message}", out)
+    assert_refused(capsys, code, 2, f"--model {tmp_path / kind}: {message}", out)
 
 
 def test_missing_model_folder(tmp_path, capsys, nothing_expensive):
     code = main(["run", "dpo", "--model", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "out")])
-    assert_refused(capsys, code, 1, "no such directory", tmp_path / "out")
+    assert_refused(capsys, code, 2, "no such directory", tmp_path / "out")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -163,20 +163,20 @@ def test_unwritable_output_directory_is_refused_before_loading(tmp_path, capsys,
     (tmp_path / "a-file").write_text("x")
     out = tmp_path / "a-file" / "run"
     code = main(["run", "dpo", "--output-dir", str(out)])
-    assert_refused(capsys, code, 1, f"--output-dir {out}: {tmp_path / 'a-file'} is a file, not a directory")
+    assert_refused(capsys, code, 2, f"--output-dir {out}: {tmp_path / 'a-file'} is a file, not a directory")
 
 
 def test_read_only_output_location_is_refused_before_loading(tmp_path, capsys, nothing_expensive):
     out = Path("/proc/aligner-cannot-write-here/run")  # not writable even by root
     code = main(["run", "dpo", "--output-dir", str(out)])
-    assert_refused(capsys, code, 1, f"--output-dir {out}: cannot write in {out.parent}")
+    assert_refused(capsys, code, 2, f"--output-dir {out}: cannot write in {out.parent}")
 
 
 def test_occupied_output_directory(tmp_path, capsys, nothing_expensive):
     out = tmp_path / "out"
     out.mkdir()
     (out / "summary.json").write_text("{}")
-    assert_refused(capsys, main(["run", "dpo", "--output-dir", str(out)]), 1, "not empty; pass --overwrite")
+    assert_refused(capsys, main(["run", "dpo", "--output-dir", str(out)]), 2, "not empty; pass --overwrite")
     assert (out / "summary.json").read_text() == "{}"
 
 
@@ -185,7 +185,7 @@ def test_second_run_into_the_same_directory_is_refused_at_once(tmp_path, capsys,
     held = rundir.claim(out)  # what a running `aligner run --output-dir out` holds
     try:
         code = main(["run", "dpo", "--output-dir", str(out), "--overwrite"])
-        assert_refused(capsys, code, 1, f"--output-dir {out}: another aligner run (pid ")
+        assert_refused(capsys, code, 2, f"--output-dir {out}: another aligner run (pid ")
     finally:
         held.release()
     assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
@@ -207,7 +207,7 @@ def test_crafted_pickle_checkpoint_is_refused_unopened(tmp_path, capsys, nothing
     (checkpoint / "state.pt").write_bytes(pickle.dumps({"step": Payload()}))
     out = tmp_path / "out"
     code = main(["run", "ppo", "--reward", "gold", "--resume", str(checkpoint), "--output-dir", str(out)])
-    assert_refused(capsys, code, 1, "holds state.pt, a pickle, which aligner does not load", out)
+    assert_refused(capsys, code, 2, "holds state.pt, a pickle, which aligner does not load", out)
     assert not Payload.marker.exists(), "the pickle was executed"
     # ... and the check is real: the loader aligner used before runs the payload (then fails on the format)
     import torch
@@ -241,7 +241,7 @@ def test_damaged_checkpoints(tmp_path, capsys, nothing_expensive, damage, messag
     code = main(["run", "ppo", "--reward", "gold", "--resume", str(checkpoint), "--output-dir", str(out)])
     if damage == "missing-tensors":
         message = "no checkpoint there"  # without both files it is not found as a checkpoint at all
-    assert_refused(capsys, code, 1, message, out)
+    assert_refused(capsys, code, 2, message, out)
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -262,7 +262,7 @@ def test_damaged_reward_models(tmp_path, capsys, nothing_expensive, damage, mess
         (folder / "reward_model.json").write_text('{"base_fingerprint": "v2-x", "hidden_size": 4}')
     out = tmp_path / "out"
     code = main(["run", "ppo", "--reward-model", str(folder), "--output-dir", str(out)])
-    assert_refused(capsys, code, 1, message, out)
+    assert_refused(capsys, code, 2, message, out)
 
 
 def suite_file(tmp_path, data) -> str:
@@ -304,7 +304,7 @@ def test_suite_into_a_directory_another_suite_is_writing(tmp_path, capsys, nothi
     held = rundir.claim(out)
     try:
         code = main(["bench", suite_file(tmp_path, {"runs": [{"algorithm": "base"}]}), "--output-dir", str(out)])
-        assert_refused(capsys, code, 1, "another aligner run (pid ")
+        assert_refused(capsys, code, 2, "another aligner run (pid ")
     finally:
         held.release()
 

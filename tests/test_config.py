@@ -78,7 +78,7 @@ def test_missing_config_file(capsys):
 
 def test_output_dir_is_not_overwritten(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("precious")
-    assert main(["run", "dpo", "--output-dir", str(tmp_path)]) == 1
+    assert main(["run", "dpo", "--output-dir", str(tmp_path)]) == 2
     assert "not empty; pass --overwrite" in capsys.readouterr().err
     assert (tmp_path / "keep.txt").read_text() == "precious"
 

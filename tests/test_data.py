@@ -81,6 +81,6 @@ def test_cli_reports_bad_dataset_before_training(tmp_path, capsys):
     from aligner.cli import main
 
     path = write_jsonl(tmp_path / "bad.jsonl", [GOOD, {"prompt": "x", "chosen": "", "rejected": "y"}])
-    assert main(["run", "dpo", "--dataset", path, "--output-dir", str(tmp_path / "out")]) == 1
+    assert main(["run", "dpo", "--dataset", path, "--output-dir", str(tmp_path / "out")]) == 2
     assert "bad.jsonl: row 2: field 'chosen': empty" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

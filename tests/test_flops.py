@@ -4,7 +4,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from torch.utils.flop_counter import FlopCounterMode
 
-from aligner.bench.flops import Shape, forward_flops, lora_train_flops
+from benchmarks.perf.flops import Shape, forward_flops, lora_train_flops
 from helpers import tiny_llama
 
 

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from aligner.bench import perf, perf_world
+from benchmarks.perf import suite as perf
+from benchmarks.perf import world as perf_world
 
 
 def test_perf_suite_runs_every_layout_on_cpu(tmp_path):
@@ -25,7 +26,7 @@ def test_perf_suite_runs_every_layout_on_cpu(tmp_path):
         assert by[layout]["generation_cache"] == "static"
     text = (tmp_path / "perf.md").read_text()
     assert "the four-copies layout's (target <= 0.5x)" in text and "| ppo-copies |" in text
-    assert results["command"].startswith("python -m aligner.bench.perf --shape tiny")
+    assert results["command"].startswith("python -m benchmarks.perf --shape tiny")
 
 
 def test_a_failed_layout_is_reported_with_its_error():

@@ -16,7 +16,8 @@ BAD = REPO / "tests" / "plugins" / "bad"
 
 def test_builtins_are_entry_point_plugins():
     loaded = plugins.load()
-    for name, algorithms in (("dpo", ["dpo"]), ("orpo", ["orpo"]), ("ppo", ["ppo", "reward"])):
+    for name, algorithms in (("base", ["base"]), ("dpo", ["dpo"]), ("orpo", ["orpo"]), ("ppo", ["ppo"]),
+                             ("reward", ["reward"])):
         info = loaded.plugins[name]
         assert info.distribution == "aligner", "built-ins must come through the installed entry-point group"
         assert info.algorithms == algorithms and not info.errors

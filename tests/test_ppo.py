@@ -170,7 +170,7 @@ def test_non_finite_reward_stops_naming_quantity_step_and_checkpoint(tmp_path, m
 
 
 def test_reward_model_from_another_base_is_refused(tmp_path, capsys, toy_world):
-    from aligner_ppo import reward_model
+    from aligner import reward_model
 
     base, tok = tiny_llama()
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
@@ -181,9 +181,9 @@ def test_reward_model_from_another_base_is_refused(tmp_path, capsys, toy_world):
     reward_model.save(model, rm, tmp_path / "other_rm", metrics)
     code = main(["run", "ppo", "--reward-model", str(tmp_path / "other_rm"), "--output-dir", str(tmp_path / "o"),
                  "--max-steps", "1", "--eval-prompts", "4"])
-    assert code == 1
+    assert code == 2
     assert "trained on different base weights" in capsys.readouterr().err
-    assert main(["run", "ppo", "--reward-model", str(tmp_path / "nothing"), "--output-dir", str(tmp_path / "o")]) == 1
+    assert main(["run", "ppo", "--reward-model", str(tmp_path / "nothing"), "--output-dir", str(tmp_path / "o")]) == 2
     assert "not a reward model directory" in capsys.readouterr().err
 
 
@@ -214,7 +214,7 @@ def test_unknown_reward_function_is_refused_before_training(tmp_path, capsys, to
 
 def test_resume_from_nowhere_is_refused(tmp_path, capsys, toy_world):
     assert main(["run", "ppo", "--reward", "gold", "--resume", str(tmp_path), "--output-dir", str(tmp_path / "o"),
-                 "--eval-prompts", "4"]) == 1
+                 "--eval-prompts", "4"]) == 2
     assert "no checkpoint there" in capsys.readouterr().err
 
 
@@ -228,7 +228,7 @@ def test_ppo_setting_bounds_name_the_flag(capsys):
 def test_conversational_pairs_train_a_reward_model(toy_world):
     """Chat-format pairs go through the tokenizer's chat template, for the reward model and PPO prompts alike."""
     from aligner import models
-    from aligner_ppo import reward_model
+    from aligner import reward_model
 
     base, tok = models.load_base("aligner-toy", models.placement("cpu"))
     tok.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"

@@ -73,7 +73,7 @@ def test_resume_refuses_changed_settings_before_loading(interrupted_ppo, capsys,
     monkeypatch.setattr(aligner.models, "load_base", lambda *a, **k: pytest.fail("loaded before refusing"))
     argv = ["run", "ppo", "--resume", str(partial), "--output-dir", str(tmp / "changed")]
     argv += [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
-    assert main([*argv, "--seed", "1", "--learning-rate", "0.002"]) == 1
+    assert main([*argv, "--seed", "1", "--learning-rate", "0.002"]) == 2
     err = capsys.readouterr().err
     assert "settings differ from the checkpointed run's (learning_rate: 0.001 -> 0.002; seed: 0 -> 1)" in err
     assert "--allow-changed-settings" in err and "Traceback" not in err

@@ -7,8 +7,9 @@ import warnings
 import pytest
 
 from aligner import distributed, sharding
-from aligner.runner import TrainingError
+from aligner.errors import ConfigError
 from aligner_ppo.config import PPOSettings
+from aligner_ppo import trainer as ppo_trainer
 from aligner_ppo.trainer import shard_requested
 from conftest import REPO
 from test_distributed import free_port
@@ -42,16 +43,16 @@ def test_one_process_never_shards(monkeypatch):
 
 def test_sharded_ppo_refuses_resume(monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(ppo_trainer, "world_size", lambda: 2)
     assert shard_requested(PPOSettings()) is True
-    with pytest.raises(TrainingError, match="--resume: a sharded \\(FSDP\\) PPO run cannot resume"):
+    with pytest.raises(ConfigError, match="--resume: a sharded \\(FSDP\\) PPO run cannot resume"):
         shard_requested(PPOSettings(resume="runs/ppo"))
 
 
 def test_ppo_under_deepspeed_says_it_runs_replicated(monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
-    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(ppo_trainer, "world_size", lambda: 2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert shard_requested(PPOSettings()) is False

@@ -71,7 +71,7 @@ def test_fingerprint_sees_every_layer_and_ignores_dtype_and_adapters():
 
 
 def test_reward_model_trained_on_a_base_differing_in_one_layer_is_refused(tmp_path):
-    from aligner_ppo import reward_model
+    from aligner import reward_model
 
     trained_on, tok = tiny_llama(seed=0)
     model = get_peft_model(trained_on, LoraConfig(r=4, target_modules="all-linear"))

@@ -141,7 +141,7 @@ def test_cli_run_writes_the_run_directory_contract(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no staging directory left behind"
 
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 1 and "not empty; pass --overwrite" in again.stderr
+    assert again.returncode == 2 and "not empty; pass --overwrite" in again.stderr
     overwrite = subprocess.run(cmd + ["--overwrite", "--seed", "1"], capture_output=True, text=True, timeout=300)
     assert overwrite.returncode == 0, overwrite.stderr[-2000:]
     assert json.loads((out / "summary.json").read_text())["seed"] == 1

@@ -24,16 +24,14 @@ import yaml
 from aligner import config as config_mod
 from aligner.config import ConfigError, RunConfig
 from aligner.rundir import is_safe_name
+from aligner.errors import SuiteError
 
 SUITE_KEYS = {"name", "description", "common", "seeds", "runs"}
 RUN_KEYS = {"name", "algorithm", "settings", "seeds", "sweep"}
 MANAGED = {"output_dir", "overwrite", "seed", "resume"}
 """Settings the bench controls itself."""
-BUILTIN_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
-
-
-class SuiteError(ValueError):
-    pass
+BUILTIN_DIR = Path(__file__).resolve().parent / "suites"
+"""The built-in suites, shipped inside the package (package data), so `aligner bench` works from an installed wheel."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ class Suite:
 
 
 def resolve_path(spec: str | None) -> Path:
-    """A suite file path, or the name of a built-in suite in benchmarks/suites/."""
+    """A suite file path, or the name of a built-in suite in aligner/bench/suites/."""
     spec = spec or "default"
     path = Path(spec)
     if path.suffix in (".yaml", ".yml") or path.exists():

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import trl
 
-from aligner.trl_support import train_with_trl, training_arguments
+from aligner.api import train_with_trl, training_arguments
 
 
 def train(context):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aligner.config import RunConfig, setting
+from aligner.api import RunConfig, setting
 
 
 @dataclass

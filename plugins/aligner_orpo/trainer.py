@@ -6,7 +6,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # experimental on purpos
 
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: E402
 
-from aligner.trl_support import train_with_trl, training_arguments  # noqa: E402
+from aligner.api import train_with_trl, training_arguments  # noqa: E402
 
 
 def train(context):

@@ -1,18 +1,15 @@
-"""The built-in PPO algorithm and its reward model trainer, registered through the `aligner` entry-point group
-like any third-party plugin."""
+"""The built-in PPO algorithm, registered through the `aligner` entry-point group like any third-party plugin."""
 
 from aligner import Algorithm, hookimpl
 
 
 @hookimpl
 def register_algorithms(register):
-    from aligner_ppo.config import PPOSettings, RewardSettings
+    from aligner_ppo.config import PPOSettings
 
     register(Algorithm(name="ppo", description="RLHF PPO with a shared value head or a separate critic adapter, "
                                                "every role on one base", config_class=PPOSettings, train=_train_ppo,
                        check=_check_ppo))
-    register(Algorithm(name="reward", description="Reward model (LoRA adapter + scalar head, Bradley-Terry) for PPO",
-                       config_class=RewardSettings, train=_train_reward, trains_policy=False))
 
 
 def _train_ppo(context):
@@ -26,8 +23,3 @@ def _check_ppo(config, registry):
 
     check(config, registry)
 
-
-def _train_reward(context):
-    from aligner_ppo.reward_training import train
-
-    return train(context)

@@ -1,7 +1,7 @@
 """Checkpoints that let a killed PPO run continue exactly: adapters, value head, optimizer, every RNG, the KL
 controller, score statistics, the iteration counter, and the settings they were made with. Each is written to a
 temp folder and renamed, so the latest complete checkpoint is always a good one. Tensors are stored as
-safetensors and the rest as JSON (`aligner.state_io`): loading a checkpoint runs no code from it."""
+safetensors and the rest as JSON (`aligner.api.save_state`): loading a checkpoint runs no code from it."""
 
 from __future__ import annotations
 
@@ -15,10 +15,7 @@ import torch
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
-from aligner import state_io
-from aligner.config import changed_settings
-from aligner.models import save_adapter
-from aligner.runner import TrainingError
+from aligner.api import CheckpointError, changed_settings, load_state, save_adapter, save_state, state_exists
 from aligner_ppo.roles import CRITIC, POLICY
 
 STATE = "state"
@@ -26,7 +23,7 @@ RESUMABLE_CHANGES = frozenset({"max_steps", "save_every"})
 """Settings a resumed run may change without --allow-changed-settings: how long it goes on and how often it saves."""
 
 
-class ResumeError(TrainingError):
+class ResumeError(CheckpointError):
     pass
 
 
@@ -42,7 +39,7 @@ def save(directory: Path, step: int, roles, optimizer, kl_controller, moments, s
     if roles.critic == "separate":
         save_adapter(roles.model, CRITIC, tmp / "critic")
     roles.value_head.save(tmp / "value_head.safetensors")
-    state_io.save(tmp, STATE, {
+    save_state(tmp, STATE, {
         "step": step, "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "kl_coef": kl_controller.value, "moments": moments.state_dict(), "sampler": sampler.get_state(),
         "torch_rng": torch.get_rng_state(),
@@ -57,13 +54,13 @@ def save(directory: Path, step: int, roles, optimizer, kl_controller, moments, s
 def find(path: str | Path) -> Path:
     """A checkpoint directory, or the latest complete one under a run directory's `checkpoints/`."""
     path = Path(path)
-    if state_io.exists(path, STATE):
+    if state_exists(path, STATE):
         return path
     if (path / "state.pt").is_file():
         raise ResumeError(f"--resume {path}: holds state.pt, a pickle, which aligner does not load (unpickling can "
                           f"run any code the file names); checkpoints are safetensors + JSON (state.json)")
     candidates = sorted((path / "checkpoints").glob("step-*")) if path.is_dir() else []
-    candidates = [c for c in candidates if state_io.exists(c, STATE)]
+    candidates = [c for c in candidates if state_exists(c, STATE)]
     if not candidates:
         raise ResumeError(f"--resume {path}: no checkpoint there (expected state.json and state.safetensors, or "
                           f"checkpoints/step-*/)")
@@ -72,8 +69,8 @@ def find(path: str | Path) -> Path:
 
 def read_state(checkpoint: Path) -> dict:
     try:
-        state = state_io.load(checkpoint, STATE)
-    except state_io.StateFileError as error:
+        state = load_state(checkpoint, STATE)
+    except CheckpointError as error:
         raise ResumeError(f"--resume {checkpoint}: {error}") from None
     if not isinstance(state, dict) or not {"step", "critic", "settings"} <= set(state):
         raise ResumeError(f"--resume {checkpoint}: state.json is not a PPO checkpoint's state")

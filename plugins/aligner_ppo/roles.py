@@ -8,29 +8,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from aligner.heads import ScalarHead
-from aligner.models import active_adapter, adapter_parameters
+from aligner.api import ResponseForward, ScalarHead, active_adapter, adapter_parameters, response_forward
 
 POLICY, CRITIC = "default", "critic"
 
 
-@dataclass
-class Forward:
-    logprobs: torch.Tensor  # (batch, response) log p of the sampled tokens, at the sampling temperature
-    logits: torch.Tensor    # (batch, response, vocab), temperature applied
-    hidden: torch.Tensor | None
-
-
-def forward(model, input_ids, attention_mask, prompt_length: int, temperature: float, hidden: bool) -> Forward:
-    """One pass over prompt+response; position ids follow the attention mask, as in generation with left padding."""
-    positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                output_hidden_states=hidden)
-    logits = out.logits[:, prompt_length - 1:-1].float() / temperature
-    targets = input_ids[:, prompt_length:]
-    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    states = out.hidden_states[-1][:, prompt_length - 1:-1] if hidden else None
-    return Forward(logprobs, logits, states)
+def forward(model, input_ids, attention_mask, prompt_length: int, temperature: float, hidden: bool) -> ResponseForward:
+    return response_forward(model, input_ids, attention_mask, prompt_length, temperature, hidden)
 
 
 @dataclass
@@ -55,7 +39,7 @@ class Roles:
         for p in self.trainable:
             p.requires_grad_(True)
 
-    def policy_and_values(self, input_ids, attention_mask, prompt_length, temperature) -> tuple[Forward, torch.Tensor]:
+    def policy_and_values(self, input_ids, attention_mask, prompt_length, temperature) -> tuple[ResponseForward, torch.Tensor]:
         """Policy log-probs and critic values. Shared: one forward, the value head reads the policy's hidden states
         (so the value loss also trains the policy adapter). Separate: a second forward with the critic adapter."""
         if self.critic == "shared":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from aligner.sampling import Samples, sample
+from aligner.api import Samples, sample
 
 Rollout = Samples
 

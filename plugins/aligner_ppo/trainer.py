@@ -12,12 +12,12 @@ from pathlib import Path
 import torch
 from peft import get_peft_model
 
-from aligner import distributed, sharding
-from aligner.config import to_dict
-from aligner.sampling import prompt_texts
-from aligner.models import add_adapter, disable_dropout, lora_config
-from aligner.runner import TrainingError
-from aligner_ppo import checkpoint, reward_model
+from aligner.api import (CHECKPOINTS, REWARD_ADAPTER, ConfigError, TrainingError, add_adapter, average_gradients,
+                         barrier, clip_grad_norm_, disable_dropout, gather_for_good, gathered, is_main, is_sharded,
+                         load_reward_model, lora_config, prompt_texts, rank, read_reward_model_meta, reduce_metrics,
+                         save_adapter, save_reward_model, shard, sharding_requested, to_dict, train_reward_model,
+                         world_size)
+from aligner_ppo import checkpoint
 from aligner_ppo import ppo_math as pm
 from aligner_ppo.roles import CRITIC, POLICY, Roles
 from aligner_ppo.rollout import Rollout, generate
@@ -63,10 +63,10 @@ def attach_reward_model(context, model, summary: dict):
             source = str(previous)
             summary["reward_model"] = "trained in this run, before the resumed checkpoint"
     if source is None:
-        add_adapter(model, reward_model.ADAPTER)
+        add_adapter(model, REWARD_ADAPTER)
         summary["reward_model"] = "trained in this run"
         return None
-    return reward_model.load(model, Path(source), context.placement.device)
+    return load_reward_model(model, Path(source), context.placement.device)
 
 
 def make_scorer(context, roles: Roles, summary: dict, loaded):
@@ -81,16 +81,16 @@ def make_scorer(context, roles: Roles, summary: dict, loaded):
     if loaded is not None:
         rm, meta = loaded
     else:
-        rm, meta = reward_model.train_reward_model(
+        rm, meta = train_reward_model(
             model, tok, context.train_dataset.to_list(), steps=cfg.reward_model_steps, batch_size=cfg.batch_size,
             learning_rate=cfg.reward_model_learning_rate, max_length=cfg.max_length, heldout_fraction=0.1,
             seed=cfg.seed, device=device,
             log_metrics=lambda s, m: context.log_metrics(0, {"reward_model/step": s, **m}))
-    with sharding.gathered(model):
-        if distributed.is_main():
-            reward_model.save(model, rm, context.output_dir / "reward_model", {k: v for k, v in meta.items()
+    with gathered(model):
+        if is_main():
+            save_reward_model(model, rm, context.output_dir / "reward_model", {k: v for k, v in meta.items()
                                                                                 if k.startswith("reward_model_")})
-    distributed.barrier()  # a separate critic may start from the saved reward head
+    barrier()  # a separate critic may start from the saved reward head
     summary["reward_model_accuracy"] = meta.get("reward_model_accuracy")
     return lambda rollout: rm.score(model, rollout.input_ids, rollout.attention_mask)
 
@@ -101,13 +101,13 @@ def setup_critic(context, roles: Roles) -> None:
         return
     if CRITIC not in roles.model.peft_config:  # a sharded model has it added before sharding
         add_adapter(roles.model, CRITIC)
-    if cfg.critic_init == "reward" and "reward" in roles.model.peft_config:
+    if cfg.critic_init == "reward" and REWARD_ADAPTER in roles.model.peft_config:
         # Start the critic from the reward model: its adapter weights and its head (Ouyang et al. 2022).
         with torch.no_grad():
             named = dict(roles.model.named_parameters())
             for name, param in named.items():
                 if f".{CRITIC}." in name:
-                    param.copy_(named[name.replace(f".{CRITIC}.", ".reward.")])
+                    param.copy_(named[name.replace(f".{CRITIC}.", f".{REWARD_ADAPTER}.")])
         reward_head = (context.output_dir / "reward_model" / "head.safetensors")
         roles.value_head.load(reward_head)
     roles.refresh_trainable()
@@ -164,11 +164,11 @@ def ppo_update(roles: Roles, batch: Batch, optimizer, cfg, generator: torch.Gene
                                    ("clipfrac", pl.clipfrac), ("vf_clipfrac", vl.clipfrac)):
                     stats[key].append(value.item())
                 approxkl.append(pl.approxkl.item())
-            distributed.average_gradients(roles.trainable)
-            distributed.clip_grad_norm_(roles.trainable, cfg.max_grad_norm)
+            average_gradients(roles.trainable)
+            clip_grad_norm_(roles.trainable, cfg.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            mean_approxkl = distributed.reduce_metrics({"kl": sum(approxkl) / len(approxkl)})["kl"]
+            mean_approxkl = reduce_metrics({"kl": sum(approxkl) / len(approxkl)})["kl"]
             if cfg.approxkl_stop is not None and mean_approxkl > cfg.approxkl_stop:
                 stopped = True
                 break
@@ -198,12 +198,12 @@ def iteration_metrics(batch: Batch, kl_coef: float) -> dict:
 def shard_requested(cfg) -> bool:
     """FSDP sharding when accelerate was launched with an FSDP configuration and several processes. DeepSpeed is
     not wired into PPO's own loop: it runs data-parallel with a full replica on each process, and says so."""
-    kind = sharding.requested() if distributed.world_size() > 1 else None
-    if kind == "deepspeed" and distributed.is_main():
+    kind = sharding_requested() if world_size() > 1 else None
+    if kind == "deepspeed" and is_main():
         warnings.warn("ppo: DeepSpeed is not used by PPO's own training loop; it runs data-parallel with a full "
                       "replica of the weights on each process. Use configs/accelerate/fsdp.yaml to shard them.")
     if kind == "fsdp" and cfg.resume:
-        raise TrainingError("--resume: a sharded (FSDP) PPO run cannot resume yet (its optimizer state is not "
+        raise ConfigError("--resume: a sharded (FSDP) PPO run cannot resume yet (its optimizer state is not "
                             "saved); resume without the FSDP configuration, or start again")
     return kind == "fsdp"
 
@@ -235,7 +235,7 @@ def check(cfg, registry) -> None:
             raise checkpoint.ResumeError(f"--resume {found}: saved with --critic {state['critic']}, not {cfg.critic}")
         checkpoint.check_settings(found, state, to_dict(cfg), cfg.allow_changed_settings)
     if cfg.reward_model is not None:
-        reward_model.read_meta(Path(cfg.reward_model))
+        read_reward_model_meta(Path(cfg.reward_model))
     if cfg.reward not in ("model", "gold"):
         registry.reward_function(cfg.reward)
 
@@ -253,7 +253,7 @@ def train(context):
     if sharded:
         if cfg.critic == "separate":
             add_adapter(model, CRITIC)  # earlier than unsharded, so the random streams differ from there on
-        held = sharding.shard(model, device)
+        held = shard(model, device)
         roles.refresh_trainable()  # the sharded parameters replace the old ones
         summary.update(sharding="fsdp", weights_held_per_process=held)
     scorer = make_scorer(context, roles, summary, loaded_reward)
@@ -265,11 +265,11 @@ def train(context):
               else pm.FixedKLController(cfg.kl_coef))
     moments = pm.RunningMoments()
     # Each process samples its own prompts and responses; with one process this is exactly the single-process run.
-    sampler = torch.Generator().manual_seed(cfg.seed + distributed.rank())
-    if distributed.rank():
-        torch.manual_seed(cfg.seed + distributed.rank())
+    sampler = torch.Generator().manual_seed(cfg.seed + rank())
+    if rank():
+        torch.manual_seed(cfg.seed + rank())
     prompts = list({json.dumps(p): p for p in context.train_dataset["prompt"]}.values())  # unique, in order
-    ckpt_dir = context.output_dir / "checkpoints"
+    ckpt_dir = context.output_dir / CHECKPOINTS
     first_step, last_ckpt = 1, None
     settings = to_dict(cfg)
     if cfg.resume:
@@ -285,11 +285,11 @@ def train(context):
 
     rollout_seconds = update_seconds = 0.0
     bar = tqdm(total=cfg.max_steps, initial=first_step - 1, desc=f"ppo ({cfg.critic} critic)", dynamic_ncols=True,
-               disable=not distributed.is_main())
+               disable=not is_main())
     for step in range(first_step, cfg.max_steps + 1):
         chosen = torch.randperm(len(prompts), generator=sampler)[:cfg.rollout_batch_size].tolist()
         model.eval()
-        with sharding.gathered(model):
+        with gathered(model):
             rollout = generate(model, context.tokenizer, [prompts[i] for i in chosen], cfg.response_length,
                                cfg.temperature, cfg.max_length - cfg.response_length, cfg.generation_cache)
         scoring_started = time.perf_counter()
@@ -302,7 +302,7 @@ def train(context):
         tokens = int(rollout.response_mask.sum())
         metrics.update({"time/rollout": rollout.seconds, "time/scoring": score_time, "time/update": update_time,
                         "tokens_per_second": tokens / rollout.seconds, "rollout/samples": len(rollout.prompts)})
-        metrics = distributed.reduce_metrics(metrics, summed=("tokens_per_second", "rollout/samples"))
+        metrics = reduce_metrics(metrics, summed=("tokens_per_second", "rollout/samples"))
         kl_ctl.update(metrics["objective/kl"], int(metrics["rollout/samples"]))  # the same on every process
         rollout_seconds += rollout.seconds + score_time
         update_seconds += update_time
@@ -310,18 +310,16 @@ def train(context):
         bar.update(1)
         bar.set_postfix(score=f"{metrics['objective/scores']:+.3f}", kl=f"{metrics['objective/kl']:.2f}")
         if step % cfg.save_every == 0 or step == cfg.max_steps:
-            with sharding.gathered(model):
-                if distributed.is_main():
-                    last_ckpt = checkpoint.save(ckpt_dir, step, roles, None if sharding.is_sharded(model)
+            with gathered(model):
+                if is_main():
+                    last_ckpt = checkpoint.save(ckpt_dir, step, roles, None if is_sharded(model)
                                                 else optimizer, kl_ctl, moments, sampler, settings)
     bar.close()
-    sharding.gather_for_good(model)  # the main process evaluates and saves the policy alone
-    if not distributed.is_main():
+    gather_for_good(model)  # the main process evaluates and saves the policy alone
+    if not is_main():
         model.set_adapter(POLICY)
         return model
     if cfg.critic == "separate":
-        from aligner.models import save_adapter
-
         save_adapter(model, CRITIC, context.output_dir / "critic" / "adapter")
     (context.output_dir / "critic").mkdir(exist_ok=True)
     roles.value_head.save(context.output_dir / "critic" / "value_head.safetensors")

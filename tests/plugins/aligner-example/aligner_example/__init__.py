@@ -9,9 +9,7 @@ from dataclasses import dataclass
 import torch
 from peft import get_peft_model
 
-from aligner import Algorithm, hookimpl
-from aligner.config import RunConfig, setting
-from aligner.models import lora_config
+from aligner import Algorithm, RunConfig, hookimpl, lora_config, setting
 
 
 @dataclass

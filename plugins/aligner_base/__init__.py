@@ -7,10 +7,8 @@ from dataclasses import dataclass
 
 from peft import get_peft_model
 
-from aligner.hookspecs import hookimpl
-from aligner.models import lora_config
-from aligner.registry import Algorithm
-from aligner.config import RunConfig, setting
+from aligner import Algorithm, hookimpl
+from aligner.api import RunConfig, lora_config, setting
 
 
 @dataclass

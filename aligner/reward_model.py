@@ -1,5 +1,6 @@
 """The reward model: a LoRA adapter plus a scalar head on the shared base, trained with the Bradley-Terry loss
--log sigmoid(r(chosen) - r(rejected)) (Ouyang et al. 2022; Stiennon et al. 2020)."""
+-log sigmoid(r(chosen) - r(rejected)) (Ouyang et al. 2022; Stiennon et al. 2020). A building block of the public
+API: `aligner run reward` trains one on its own, and online algorithms (PPO) train or load one as their reward."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ from pathlib import Path
 import torch
 
 from aligner import distributed
-from aligner.data import DatasetError
-from aligner.runner import TrainingError
+from aligner.errors import CheckpointError, DatasetError
 from aligner.heads import ScalarHead, last_token_index
+from aligner.logprobs import position_ids
 from aligner.models import active_adapter, add_adapter, base_fingerprint, save_adapter
 
 ADAPTER = "reward"
 
 
-class RewardModelError(TrainingError):
+class RewardModelError(CheckpointError):
     pass
 
 
@@ -35,8 +36,8 @@ class RewardModel:
 
 
 def sequence_scores(model, head: ScalarHead, input_ids, attention_mask) -> torch.Tensor:
-    positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, output_hidden_states=True)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                output_hidden_states=True)
     hidden = out.hidden_states[-1]
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     return head(hidden[rows, last_token_index(attention_mask)])

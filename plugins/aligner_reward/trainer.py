@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from peft import get_peft_model
 
-from aligner import distributed
-from aligner.models import lora_config
-from aligner_ppo import reward_model
+from aligner.api import (REWARD_ADAPTER, adapter_parameters, is_main, lora_config, save_reward_model,
+                         train_reward_model)
 
 
 def train(context):
@@ -16,13 +15,13 @@ def train(context):
     model = get_peft_model(context.base_model, lora_config(cfg))
     for p in model.parameters():
         p.requires_grad_(False)
-    rm, metrics = reward_model.train_reward_model(
+    rm, metrics = train_reward_model(
         model, context.tokenizer, context.train_dataset.to_list(), steps=cfg.max_steps, batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, max_length=cfg.max_length, heldout_fraction=cfg.heldout_fraction,
         seed=cfg.seed, device=context.placement.device, log_metrics=context.log_metrics)
-    if distributed.is_main():
-        reward_model.save(model, rm, context.output_dir / "reward_model", metrics)
+    if is_main():
+        save_reward_model(model, rm, context.output_dir / "reward_model", metrics)
     context.summary_extras.update(metrics)
     context.summary_extras["trainable_params"] = sum(
-        p.numel() for n, p in model.named_parameters() if ".reward." in n) + sum(p.numel() for p in rm.head.parameters())
+        p.numel() for p in adapter_parameters(model, REWARD_ADAPTER)) + sum(p.numel() for p in rm.head.parameters())
     return None

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from aligner import resources
-from aligner.bench import perf_world
-from aligner.bench.flops import Shape, forward_flops, lora_train_flops
+from benchmarks.perf import world as perf_world
+from benchmarks.perf.flops import Shape, forward_flops, lora_train_flops
 
 LAYOUTS = ["dpo", "ppo-shared", "ppo-separate", "ppo-copies"]
 LORA_RANK = 16
@@ -112,7 +112,7 @@ def build_ppo(layout: str, shape: str, tok, where, critic_mode: str):
 
     from aligner.heads import ScalarHead
     from aligner.models import add_adapter
-    from aligner_ppo import reward_model
+    from aligner import reward_model
     from aligner_ppo.roles import CRITIC, POLICY, Roles
 
     lora = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, target_modules="all-linear")

@@ -1,14 +1,14 @@
 """Speed and memory of aligner's algorithms at real model shapes (random weights: speed and memory do not depend on
 their values), against the layout users would otherwise run: four full copies of the model.
 
-    python -m aligner.bench.perf --shape qwen2.5-0.5b             # GPU, bf16, batch 64, 128 + 128 tokens
-    python -m aligner.bench.perf --shape tiny --batch 8 --prompt-length 32 --response-length 32   # CPU check
+    python -m benchmarks.perf --shape qwen2.5-0.5b             # GPU, bf16, batch 64, 128 + 128 tokens
+    python -m benchmarks.perf --shape tiny --batch 8 --prompt-length 32 --response-length 32   # CPU check
 
-Each layout (aligner.bench.perf_layouts) runs in its own process, so one layout's memory peak cannot leak into
+Each layout (benchmarks.perf.layouts) runs in its own process, so one layout's memory peak cannot leak into
 another's, and a layout that fails (out of memory, say) is recorded with its error while the others still run.
 Reported per layout: peak memory (GPU: max_memory_allocated; CPU: peak RSS), seconds per step split into rollout /
 scoring / update, generation tokens per second and their share of the memory-bandwidth roofline, and update MFU:
-LoRA training FLOPs (aligner.bench.flops) over time, against the matmul rate measured on the same device in the
+LoRA training FLOPs (benchmarks.perf.flops) over time, against the matmul rate measured on the same device in the
 same dtype in the same run.
 """
 
@@ -23,8 +23,11 @@ from pathlib import Path
 
 import torch
 
-from aligner.bench.perf_layouts import LAYOUTS, placement, sync
-from aligner.bench.perf_world import SHAPES
+from benchmarks.perf.layouts import LAYOUTS, placement, sync
+
+REPO = Path(__file__).resolve().parents[2]
+"""`benchmarks` is imported from the repository root; each layout's process starts there."""
+from benchmarks.perf.world import SHAPES
 
 
 def timed(device, fn) -> float:
@@ -95,10 +98,10 @@ def report(results: list[dict], rates: dict, args) -> str:
 
 def run_one(layout: str, args) -> dict:
     """One layout in a fresh process; its last stdout line is its result."""
-    command = [sys.executable, "-m", "aligner.bench.perf", "--only", layout, "--shape", args.shape, "--batch",
+    command = [sys.executable, "-m", "benchmarks.perf", "--only", layout, "--shape", args.shape, "--batch",
                str(args.batch), "--prompt-length", str(args.prompt_length), "--response-length",
                str(args.response_length), "--steps", str(args.steps), "--generation-cache", args.generation_cache]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["exit code %d" % done.returncode])[-1]
         print(f"perf: layout {layout} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
@@ -107,7 +110,7 @@ def run_one(layout: str, args) -> dict:
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m aligner.bench.perf", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.perf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="qwen2.5-0.5b")
     parser.add_argument("--batch", type=int, default=64, help="DPO pairs per step; PPO prompts per rollout (one "
@@ -129,7 +132,7 @@ def parse(argv):
 def main(argv=None) -> int:
     args = parse(argv)
     if args.only:
-        from aligner.bench.perf_layouts import run
+        from benchmarks.perf.layouts import run
 
         print(json.dumps(run(args.only, args)))
         return 0
@@ -143,7 +146,7 @@ def main(argv=None) -> int:
     from aligner.bench.run import versions
     from aligner.rundir import write_atomic, write_json
 
-    command = "python -m aligner.bench.perf " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.perf " + " ".join(sys.argv[1:] if argv is None else argv)
     write_json(out / "perf.json", {"command": command, "versions": versions(), "rates": rates, "results": results})
     text = report(results, rates, args) + f"\nCommand: `{command}`\n"
     write_atomic(out / "perf.md", text)

@@ -1,0 +1,61 @@
+"""aligner's public API: everything an algorithm plugin needs, and the only module (with `aligner` itself) that
+plugins import from. The built-in plugins under `plugins/` use nothing else, and a test holds them to it.
+
+Registering: `Algorithm`, `RewardFunction`, `hookimpl`. Settings: `RunConfig`, `setting`. What `train` receives:
+`TrainContext`. Errors: `InputError` (exit 2) and `RunError` (exit 1) and their kinds. Building blocks, by job:
+
+- the one base and its adapters: `lora_config`, `add_adapter`, `active_adapter`, `adapter_parameters`,
+  `save_adapter`, `disable_dropout`, `trainable_parameters`, `base_fingerprint`, `reference` (adapters off);
+- sampling and log-probs: `sample`, `Samples`, `prompt_texts`, `response_forward`, `response_logprobs`,
+  `position_ids`;
+- heads and reward models: `ScalarHead`, `last_token_index`, `RewardModel`, `train_reward_model`,
+  `save_reward_model`, `load_reward_model`, `read_reward_model_meta`;
+- TRL trainers: `train_with_trl`, `training_arguments`;
+- several processes: `rank`, `world_size`, `is_main`, `barrier`, `average_gradients`, `clip_grad_norm_`,
+  `reduce_metrics`; FSDP2 sharding: `sharding_requested`, `shard`, `is_sharded`, `gathered`, `gather_for_good`;
+- state and checkpoints: `save_state`, `load_state`, `state_exists`, `CHECKPOINTS`, `to_dict`, `changed_settings`,
+  `settings_fingerprint`.
+"""
+
+from aligner.config import RunConfig, changed_settings, setting, to_dict
+from aligner.config import fingerprint as settings_fingerprint
+from aligner.distributed import (average_gradients, barrier, clip_grad_norm_, is_main, rank, reduce_metrics,
+                                 world_size)
+from aligner.errors import (AlignerError, CheckpointError, ConfigError, DatasetError, InputError, ModelLoadError,
+                            RunError, TrainingError)
+from aligner.evaluation import reference
+from aligner.heads import ScalarHead, last_token_index
+from aligner.hookspecs import hookimpl
+from aligner.logprobs import ResponseForward, position_ids, response_forward, response_logprobs
+from aligner.models import (Placement, active_adapter, adapter_parameters, add_adapter, base_fingerprint,
+                            disable_dropout, lora_config, save_adapter, trainable_parameters)
+from aligner.registry import Algorithm, RewardFunction
+from aligner.reward_model import ADAPTER as REWARD_ADAPTER
+from aligner.reward_model import RewardModel, RewardModelError, pairwise_accuracy, train_reward_model
+from aligner.reward_model import load as load_reward_model
+from aligner.reward_model import read_meta as read_reward_model_meta
+from aligner.reward_model import save as save_reward_model
+from aligner.rundir import CHECKPOINTS
+from aligner.runner import TrainContext
+from aligner.sampling import Samples, prompt_texts, sample
+from aligner.sharding import gather_for_good, gathered, is_sharded, shard
+from aligner.sharding import requested as sharding_requested
+from aligner.state_io import exists as state_exists
+from aligner.state_io import load as load_state
+from aligner.state_io import save as save_state
+from aligner.trl_support import train_with_trl, training_arguments
+
+__all__ = [
+    "Algorithm", "RewardFunction", "hookimpl", "RunConfig", "setting", "TrainContext", "Placement",
+    "AlignerError", "InputError", "RunError", "ConfigError", "DatasetError", "ModelLoadError", "CheckpointError",
+    "TrainingError",
+    "lora_config", "add_adapter", "active_adapter", "adapter_parameters", "save_adapter", "disable_dropout",
+    "trainable_parameters", "base_fingerprint", "reference",
+    "sample", "Samples", "prompt_texts", "response_forward", "response_logprobs", "ResponseForward", "position_ids",
+    "ScalarHead", "last_token_index", "REWARD_ADAPTER", "RewardModel", "RewardModelError", "train_reward_model", "pairwise_accuracy", "save_reward_model",
+    "load_reward_model", "read_reward_model_meta",
+    "train_with_trl", "training_arguments",
+    "rank", "world_size", "is_main", "barrier", "average_gradients", "clip_grad_norm_", "reduce_metrics",
+    "sharding_requested", "shard", "is_sharded", "gathered", "gather_for_good",
+    "save_state", "load_state", "state_exists", "CHECKPOINTS", "to_dict", "changed_settings", "settings_fingerprint",
+]

@@ -1,0 +1,1 @@
+"""Benchmark programs that are not part of the installed package: the performance suite at real model shapes."""

@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.perf.suite import main
+
+sys.exit(main())
