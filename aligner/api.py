@@ -45,6 +45,13 @@ from aligner.state_io import load as load_state
 from aligner.state_io import save as save_state
 from aligner.trl_support import train_with_trl, training_arguments
 
+hookimpl = hookimpl
+"""Marks a plugin's hook implementations: `@hookimpl def register_algorithms(register): ...`."""
+REWARD_ADAPTER = REWARD_ADAPTER
+"""The name of the reward model's LoRA adapter on the shared base."""
+CHECKPOINTS = CHECKPOINTS
+"""The folder of a run directory where an algorithm writes `step-N/` checkpoints (kept after a failure)."""
+
 __all__ = [
     "Algorithm", "RewardFunction", "hookimpl", "RunConfig", "setting", "TrainContext", "Placement",
     "AlignerError", "InputError", "RunError", "ConfigError", "DatasetError", "ModelLoadError", "CheckpointError",

@@ -197,6 +197,7 @@ def build(config_class, file_values: dict | None = None, overrides: dict | None 
 
 
 def to_dict(config) -> dict:
+    """Every setting of `config` as a plain dict (what `config.yaml` holds)."""
     return dataclasses.asdict(config)
 
 

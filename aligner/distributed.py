@@ -30,14 +30,17 @@ def init(device_type: str) -> PartialState:
 
 
 def world_size() -> int:
+    """Processes in this run (1 without `accelerate launch`/`torchrun`)."""
     return _state.num_processes if _state else 1
 
 
 def rank() -> int:
+    """This process's index, 0 on the main process."""
     return _state.process_index if _state else 0
 
 
 def is_main() -> bool:
+    """Whether this is the process that evaluates and writes the run directory."""
     return rank() == 0
 
 
@@ -102,6 +105,7 @@ def reduce_metrics(metrics: dict[str, float], summed: tuple[str, ...] = ()) -> d
 
 
 def barrier() -> None:
+    """Waits until every process gets here (a no-op with one process)."""
     if world_size() > 1:
         torch.distributed.barrier()
 

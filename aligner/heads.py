@@ -13,6 +13,8 @@ from safetensors.torch import load_file, save_file
 
 
 class ScalarHead(torch.nn.Module):
+    """One linear layer from a hidden state to a scalar: a value head (`zero_init=True`) or a reward head."""
+
     def __init__(self, hidden_size: int, zero_init: bool, dtype=torch.float32):
         super().__init__()
         self.linear = torch.nn.Linear(hidden_size, 1, dtype=dtype)

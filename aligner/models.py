@@ -86,6 +86,7 @@ def _first_line(error: Exception) -> str:
 
 
 def lora_config(config: RunConfig) -> LoraConfig:
+    """The LoRA adapter shape of `config` (rank, alpha, dropout, target modules) as a peft `LoraConfig`."""
     targets = config.lora_target_modules
     return LoraConfig(
         r=config.lora_r,
@@ -97,6 +98,7 @@ def lora_config(config: RunConfig) -> LoraConfig:
 
 
 def trainable_parameters(model: torch.nn.Module) -> int:
+    """How many parameters will receive gradients (peft counts the same way)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -133,6 +135,7 @@ def _enable(parameters) -> None:
 
 
 def adapter_parameters(model, name: str) -> list[torch.nn.Parameter]:
+    """The LoRA parameters of adapter `name` (every role's adapter lives on the same modules, named by role)."""
     return [p for n, p in model.named_parameters() if f".{name}." in n and "lora_" in n]
 
 

@@ -21,7 +21,7 @@ ADAPTER = "reward"
 
 
 class RewardModelError(CheckpointError):
-    pass
+    """A reward model directory that cannot be used on this base."""
 
 
 @dataclass
@@ -74,6 +74,7 @@ def split_pairs(rows: list[dict], held_out_fraction: float, seed: int) -> tuple[
 
 @torch.no_grad()
 def pairwise_accuracy(model, head, tokenizer, rows, max_length, device, batch_size=64) -> float:
+    """Share of preference pairs whose chosen response the reward model scores above the rejected one."""
     correct = 0
     with active_adapter(model, ADAPTER, trainable=[]):
         for start in range(0, len(rows), batch_size):
@@ -118,6 +119,7 @@ def train_reward_model(model, tokenizer, rows: list[dict], *, steps: int, batch_
 
 
 def save(model, reward: RewardModel, directory: Path, metrics: dict) -> None:
+    """Writes `adapter/`, `head.safetensors` and `reward_model.json` (metrics and the base fingerprint)."""
     directory.mkdir(parents=True, exist_ok=True)
     save_adapter(model, ADAPTER, directory / "adapter")
     reward.head.save(directory / "head.safetensors")

@@ -58,6 +58,7 @@ def _fsdp_modules(model) -> list:
 
 
 def is_sharded(model) -> bool:
+    """Whether `model` was split over processes by `shard` (FSDP2)."""
     from torch.distributed.fsdp import FSDPModule
 
     return isinstance(model, FSDPModule)

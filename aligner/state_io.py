@@ -92,6 +92,7 @@ def save(directory: Path, name: str, state: Any) -> None:
 
 
 def exists(directory: Path, name: str) -> bool:
+    """Whether `directory` holds both files of a state saved under `name`."""
     return (Path(directory) / f"{name}.json").is_file() and (Path(directory) / f"{name}.safetensors").is_file()
 
 

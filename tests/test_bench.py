@@ -86,6 +86,7 @@ def smoke(tmp_path_factory, toy_world):
     return out, outcome
 
 
+@pytest.mark.slow
 def test_smoke_suite_writes_every_output(smoke):
     out, outcome = smoke
     assert outcome["failed"] == []
@@ -106,6 +107,7 @@ def test_smoke_suite_writes_every_output(smoke):
     assert "| ppo-separate | ppo | critic=separate | 1 |" in md
 
 
+@pytest.mark.slow
 def test_rerunning_keeps_finished_runs(smoke):
     out, _ = smoke
     before = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
@@ -116,6 +118,7 @@ def test_rerunning_keeps_finished_runs(smoke):
     assert before == {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
 
 
+@pytest.mark.slow
 def test_a_failing_run_is_recorded_and_the_rest_continue(tmp_path, toy_world):
     path = write_suite(tmp_path, {"common": TINY, "runs": [
         {"name": "broken", "algorithm": "ppo", "settings": {"reward_model": str(tmp_path / "no-rm"), "max_steps": 1}},
@@ -129,6 +132,7 @@ def test_a_failing_run_is_recorded_and_the_rest_continue(tmp_path, toy_world):
     assert "`broken-seed0` failed" in (out / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_third_party_algorithm_runs_in_a_suite(tmp_path, install_plugin, toy_world):
     install_plugin(EXAMPLE_PLUGIN)
     path = write_suite(tmp_path, {"common": TINY, "runs": [

@@ -89,6 +89,7 @@ def test_every_setting_has_help():
             assert f.metadata.get("help"), f"{algo.name}.{f.name} has no help text"
 
 
+@pytest.mark.slow
 def test_console_script_is_installed():
     result = subprocess.run(["aligner", "run", "--help"], capture_output=True, text=True,
                             env={**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]})

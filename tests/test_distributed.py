@@ -14,6 +14,8 @@ import yaml
 
 from conftest import REPO
 
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
+
 TINY = ["--eval-prompts", "8", "--eval-max-new-tokens", "6"]
 
 

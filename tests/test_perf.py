@@ -9,6 +9,7 @@ from benchmarks.perf import suite as perf
 from benchmarks.perf import world as perf_world
 
 
+@pytest.mark.slow
 def test_perf_suite_runs_every_layout_on_cpu(tmp_path):
     code = perf.main(["--shape", "tiny", "--batch", "2", "--prompt-length", "8", "--response-length", "8",
                       "--steps", "3", "--output-dir", str(tmp_path)])

@@ -79,6 +79,7 @@ def run_cli(*args, env=None):
                           env={**os.environ, **(env or {})}, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_plugins_json_shows_failures(install_plugin):
     install_plugin(BAD / "broken_import")
     install_plugin(EXAMPLE_PLUGIN)
@@ -92,9 +93,9 @@ def test_cli_plugins_json_shows_failures(install_plugin):
     assert re.search(r"broken .*\n\s+ERROR\s+failed to import", text)
 
 
-def test_every_hook_is_documented_in_readme():
-    readme = (REPO / "README.md").read_text()
+def test_every_hook_is_documented():
+    page = (REPO / "docs" / "plugins.md").read_text()
     hooks = [name for name in dir(hookspecs) if name.startswith("register_")]
     assert hooks == sorted(plugins.HOOKS)
     for name in hooks:
-        assert f"### `{name}(register)`" in readme, f"README has no reference entry for hook {name}"
+        assert f"### `{name}(register)`" in page, f"docs/plugins.md has no reference entry for hook {name}"

@@ -113,6 +113,7 @@ def test_ppo_trains_both_critic_modes_on_one_base(tmp_path, monkeypatch, critic,
         assert key in ppo_rows[-1], key
 
 
+@pytest.mark.slow
 def test_reward_model_beats_chance_on_held_out_pairs(tmp_path, toy_world):
     summary = aligner.run("reward", output_dir=str(tmp_path / "rm"), verbose=False, max_steps=150)
     assert summary["reward_model_heldout_pairs"] > 100

@@ -151,6 +151,7 @@ def aligner_lines(stderr: str) -> list[str]:
     return [line for line in stderr.replace("\r", "\n").splitlines() if line.startswith("aligner:")]
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_dpo_exits_130_and_keeps_nothing(tmp_path, toy_world):
     out = tmp_path / "out"
     process = start(["run", "dpo", "--max-steps", "100000", "--output-dir", str(out), "--eval-prompts", "4"])
@@ -162,6 +163,7 @@ def test_ctrl_c_during_dpo_exits_130_and_keeps_nothing(tmp_path, toy_world):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_ppo_keeps_its_checkpoints_for_resume(tmp_path, toy_world):
     out = tmp_path / "out"
     process = start(["run", "ppo", "--reward", "gold", "--max-steps", "100000", "--save-every", "1",
@@ -175,6 +177,7 @@ def test_ctrl_c_during_ppo_keeps_its_checkpoints_for_resume(tmp_path, toy_world)
     assert not out.exists() and not rundir.in_use(out)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_suite_names_what_was_kept(tmp_path, toy_world):
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump({"common": {"eval_prompts": 4, "eval_max_new_tokens": 4}, "runs": [
@@ -190,6 +193,7 @@ def test_ctrl_c_during_a_suite_names_what_was_kept(tmp_path, toy_world):
     assert not (out / "failed").exists() and not rundir.in_use(out)
 
 
+@pytest.mark.slow
 def test_bench_reruns_runs_whose_settings_changed(tmp_path, toy_world):
     from aligner.bench import results
     from aligner.bench.run import run_bench

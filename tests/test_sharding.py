@@ -15,6 +15,7 @@ from conftest import REPO
 from test_distributed import free_port
 
 
+@pytest.mark.slow
 def test_sharded_gradient_clipping_matches_torchs_on_full_gradients():
     script = REPO / "tests" / "scripts" / "sharded_clip_check.py"
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",

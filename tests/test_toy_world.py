@@ -1,6 +1,8 @@
 import json
 import random
 
+import pytest
+
 from aligner.toy import grammar, world
 from aligner.toy.gold import vader_compound
 from aligner.toy.tokenizer import build_tokenizer
@@ -41,6 +43,7 @@ def test_preference_pairs_take_best_and_worst_and_skip_ties():
     assert (rows[0]["chosen"], rows[0]["rejected"]) == (" it was great .", " it was awful .")
 
 
+@pytest.mark.slow
 def test_small_world_build_is_deterministic(tmp_path):
     sizes = dict(corpus_size=640, n_eval_prompts=8, samples_per_prompt=2, prefix_corpus_size=60, log=lambda m: None)
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"

@@ -125,6 +125,7 @@ def test_orpo_raises_odds_of_chosen_and_adapter_reloads(tmp_path, monkeypatch, f
             assert not torch.allclose(reloaded(**ids).logits, expected, atol=1e-3), "the adapter must matter"
 
 
+@pytest.mark.slow
 def test_cli_run_writes_the_run_directory_contract(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "aligner", "run", "dpo", "--output-dir", str(out), "--max-steps", "3",
