@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 
@@ -82,10 +83,10 @@ def _run_command(args, parser: argparse.ArgumentParser) -> int:
     from aligner.runner import run
 
     algo = plugins.default().registry.algorithm(args.algorithm)
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "algorithm", "config", "handler")}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "algorithm", "config", "handler", "verbose")}
     file_values = config_mod.read_yaml(args.config, algo.config_class) if args.config else {}
     cfg = config_mod.build(algo.config_class, file_values, given)
-    run(args.algorithm, cfg)
+    run(args.algorithm, cfg, verbose=True)
     return 0
 
 
@@ -93,13 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     loaded = plugins.default()
     parser = argparse.ArgumentParser(prog="aligner", description="Align language models with LoRA adapters on one "
                                                                  "frozen base, and compare algorithms honestly.")
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
+                         help="Show the libraries' own warnings, logs and progress bars (hidden by default).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = commands.add_parser("plugins", help="List installed plugins and what each registers.")
+    parser.algorithm_parsers = {}
+    p = commands.add_parser("plugins", help="List installed plugins and what each registers.", parents=[verbose])
     p.add_argument("--json", action="store_true", help="Machine-readable output.")
     p.set_defaults(handler=lambda a: _plugins_command(a))
 
     bench = commands.add_parser("bench", help="Run a benchmark suite: every algorithm from the same base on the "
-                                              "same data, evaluated alike, side by side.")
+                                              "same data, evaluated alike, side by side.", parents=[verbose])
     bench.add_argument("suite", nargs="?", default=None,
                        help="A suite YAML file, or a built-in suite name (default: default).")
     bench.add_argument("--output-dir", help="Where runs and results go (default: bench-runs/<suite name>). "
@@ -110,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(handler=lambda a: _bench_command(a))
 
     runs = commands.add_parser("runs", help="List the partial directories that killed or failed runs left "
-                                             "behind (resumable ones included); --clean removes them.")
+                                             "behind (resumable ones included); --clean removes them.",
+                               parents=[verbose])
     runs.add_argument("directories", nargs="*", default=["runs"], metavar="DIR",
                       help="Where to look, searched recursively (default: runs).")
     runs.add_argument("--clean", action="store_true", help="Remove every partial directory no running process "
@@ -120,13 +126,30 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser = commands.add_parser("run", help="Train one algorithm; `aligner run ALGO --help` lists its flags.")
     algorithms = run_parser.add_subparsers(dest="algorithm", required=True, metavar="ALGORITHM")
     for name, algo in sorted(loaded.registry.algorithms.items()):
-        sub = algorithms.add_parser(name, help=algo.description, description=(algo.config_class.__doc__ or "").strip(),
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = algorithms.add_parser(name, help=algo.description, parents=[verbose],
+                                    description=inspect.cleandoc(algo.config_class.__doc__ or ""))
         sub.add_argument("--config", metavar="FILE.yaml", help="Settings file; flags given on the command line "
                                                                "override it.")
         config_mod.add_arguments(sub, algo.config_class)
         sub.set_defaults(handler=lambda a, _p=sub: _run_command(a, _p))
+        parser.algorithm_parsers[name] = sub
     return parser
+
+
+def _refuse_unknown(parser: argparse.ArgumentParser, args, unknown: list[str]) -> None:
+    """An unknown flag of `aligner run ALGO` is reported by ALGO's parser, with its valid flags and the closest
+    match, instead of the top-level usage."""
+    import difflib
+
+    sub = parser.algorithm_parsers.get(getattr(args, "algorithm", None)) if args.command == "run" else None
+    if sub is None:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    flags = sorted({o for action in sub._actions for o in action.option_strings if o.startswith("--")})
+    flag = next((u.split("=")[0] for u in unknown if u.startswith("-")), unknown[0])
+    close = difflib.get_close_matches(flag, flags, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    sub.error(f"unrecognized arguments: {' '.join(unknown)}{hint} (valid flags of {args.algorithm}: "
+              f"{', '.join(flags)})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _refuse_unknown(parser, args, unknown)
+    if not getattr(args, "verbose", False):
+        terminal.quiet_libraries()
 
     try:
         return args.handler(args)

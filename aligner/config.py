@@ -160,7 +160,8 @@ def add_arguments(parser: argparse.ArgumentParser, config_class) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = scalar
-            kwargs["metavar"] = scalar.__name__.upper()
+            kwargs["metavar"] = "{" + ",".join(map(str, f.metadata["choices"])) + "}" if f.metadata.get("choices") \
+                else scalar.__name__.upper()
             if is_list:
                 kwargs["nargs"] = "+"
         parser.add_argument(f"--{flag(f.name)}", **kwargs)

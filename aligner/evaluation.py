@@ -21,7 +21,8 @@ def sample(model, tokenizer, prompts: list, max_new_tokens: int, temperature: fl
            max_prompt_tokens: int | None = None, batch_size: int = 64) -> Samples:
     """One response per held-out prompt, pure sampling at `temperature`, seeded: the same draw for every run."""
     return sampling.sample(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
-                           max_prompt_tokens=max_prompt_tokens, seed=seed, batch_size=batch_size)
+                           max_prompt_tokens=max_prompt_tokens, seed=seed, batch_size=batch_size,
+                           progress="evaluation: sampling")
 
 
 def token_logprobs(model, samples: Samples, temperature: float, batch_size: int = 64) -> torch.Tensor:

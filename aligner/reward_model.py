@@ -15,7 +15,7 @@ from aligner import distributed
 from aligner.errors import CheckpointError, DatasetError
 from aligner.heads import ScalarHead, last_token_index
 from aligner.logprobs import position_ids
-from aligner.models import active_adapter, add_adapter, base_fingerprint, save_adapter
+from aligner.models import active_adapter, adapter_parameters, add_adapter, base_fingerprint, save_adapter
 
 ADAPTER = "reward"
 
@@ -85,18 +85,21 @@ def pairwise_accuracy(model, head, tokenizer, rows, max_length, device, batch_si
 
 
 def train_reward_model(model, tokenizer, rows: list[dict], *, steps: int, batch_size: int, learning_rate: float,
-                       max_length: int, heldout_fraction: float, seed: int, device, log_metrics,
-                       progress=None) -> tuple[RewardModel, dict]:
+                       max_length: int, heldout_fraction: float, seed: int, device, log_metrics
+                       ) -> tuple[RewardModel, dict]:
     """Adds the `reward` adapter and head to `model`, trains them, and returns the model and its metrics."""
     train_rows, test_rows = split_pairs(rows, heldout_fraction, seed)
     if ADAPTER not in model.peft_config:  # a sharded model has it added before sharding
         add_adapter(model, ADAPTER)
     head = ScalarHead(model.config.hidden_size, zero_init=False).to(device)
-    params = [p for n, p in model.named_parameters() if f".{ADAPTER}." in n] + list(head.parameters())
+    params = adapter_parameters(model, ADAPTER) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=learning_rate)
     gen = random.Random(seed + distributed.rank())  # data parallel: each process samples its own batches
     accuracy_before = pairwise_accuracy(model, head, tokenizer, test_rows, max_length, device)
-    with active_adapter(model, ADAPTER, trainable=params):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps, desc="reward model", dynamic_ncols=True, disable=not distributed.is_main())
+    with active_adapter(model, ADAPTER, trainable=params), bar:
         for step in range(1, steps + 1):
             batch = gen.sample(train_rows, min(batch_size, len(train_rows)))
             chosen, rejected = encode_pairs(tokenizer, batch, max_length, device)
@@ -108,8 +111,8 @@ def train_reward_model(model, tokenizer, rows: list[dict], *, steps: int, batch_
             optimizer.zero_grad(set_to_none=True)
             log_metrics(step, distributed.reduce_metrics({"reward_model/loss": loss.item(),
                                                           "reward_model/accuracy": (margin > 0).float().mean().item()}))
-            if progress:
-                progress(step, loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
     for p in params:
         p.requires_grad_(False)
     accuracy = pairwise_accuracy(model, head, tokenizer, test_rows, max_length, device)

@@ -4,15 +4,14 @@ the algorithm train its adapters, evaluate the policy, and publish the run direc
 from __future__ import annotations
 
 import dataclasses
-import random
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
+import transformers
 
 from aligner import config as config_mod
 from aligner import data, distributed, evaluation, models, plugins, resources, rundir, sharding, terminal, tracking
@@ -34,13 +33,9 @@ class TrainContext:
     log_metrics: Callable[[int, dict], None]
     registry: Any
     summary_extras: dict = field(default_factory=dict)
-    """Algorithm-specific figures to add to summary.json (reward model accuracy, phase times, ...)."""
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    """Algorithm-specific figures to add to summary.json (reward model accuracy, phase times, ...).
+    `trainable_params` here replaces the runner's count of the returned policy's trainable parameters, for
+    algorithms that train more than the policy (a critic, heads) or nothing (the base)."""
 
 
 def resolve_config(algorithm, config=None, **overrides):
@@ -74,9 +69,10 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a run; its message says what was kept."""
 
 
-def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> dict:
+def run(algorithm: str, config=None, *, verbose: bool = False, **overrides) -> dict:
     """Trains `algorithm` with `config` (its config dataclass, a dict, or keyword settings) and returns the
-    summary that is also written to `summary.json` in the run directory. Launched on several processes
+    summary that is also written to `summary.json` in the run directory (`verbose=True` also prints the table the
+    CLI prints). Launched on several processes
     (`accelerate launch` / `torchrun`), every process trains and only the main one evaluates, writes and returns
     the summary; the others return None.
 
@@ -91,7 +87,7 @@ def run(algorithm: str, config=None, *, verbose: bool = True, **overrides) -> di
     rundir.check_destination(out, cfg.overwrite)
     sharding.check_launch()
 
-    seed_everything(cfg.seed)
+    transformers.set_seed(cfg.seed)  # Python, numpy and torch (every CUDA device too)
     where = models.placement(cfg.device)
     state = distributed.init(where.device.type)
     main = distributed.is_main()
@@ -209,9 +205,11 @@ def _run_claimed(algorithm, algo, cfg, gold, registry, where, state, main, out, 
             "peak_memory_mb": peak,
             "train_seconds": train_seconds,
             "eval_seconds": eval_seconds,
-            "trainable_params": models.trainable_parameters(policy) if algo.trains_policy else None,
             "num_processes": distributed.world_size(),
             **context.summary_extras,
+            # what the algorithm says it trained (critic and heads included), else the policy's trainable count
+            "trainable_params": context.summary_extras.get(
+                "trainable_params", models.trainable_parameters(policy) if algo.trains_policy else None),
         }
         rundir.write_json(staging / "summary.json", summary)
         rundir.write_json(staging / "samples.json", {"base": before["samples"], "policy": after["samples"]})

@@ -109,9 +109,10 @@ def encode_prompts(tokenizer, prompts: list, max_prompt_tokens: int | None = Non
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature: float,
            max_prompt_tokens: int | None = None, seed: int | None = None, batch_size: int | None = None,
-           cache: str = "dynamic") -> Samples:
+           cache: str = "dynamic", progress: str | None = None) -> Samples:
     """One response per prompt. `batch_size` splits generation into chunks (all prompts are padded together, so
-    the result does not depend on it); `seed` makes the draw reproducible without touching the global streams."""
+    the result does not depend on it); `seed` makes the draw reproducible without touching the global streams;
+    `progress` names a progress bar over the chunks."""
     started = time.perf_counter()
     device = next(model.parameters()).device
     enc = encode_prompts(tokenizer, prompts, max_prompt_tokens).to(device)
@@ -119,7 +120,10 @@ def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature:
     step = batch_size or len(prompts)
     chunks = []
     with _seeded(seed, device), only(model, config):
-        for start in range(0, len(prompts), step):
+        from tqdm.auto import tqdm
+
+        for start in tqdm(range(0, len(prompts), step), desc=progress, disable=progress is None, leave=False,
+                          dynamic_ncols=True):
             ids = enc["input_ids"][start:start + step]
             # synced_gpus=False: each process decodes alone, never waiting for others (evaluation runs on the
             # main process only; sharded rollouts decode on gathered weights)

@@ -18,11 +18,22 @@ class MetricsCallback(TrainerCallback):
             self._log(state.global_step, {k: v for k, v in logs.items() if isinstance(v, (int, float))})
 
 
+def scratch_dir() -> str:
+    """A throw-away folder for the `output_dir` TRL requires, removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="aligner-trl-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def training_arguments(context) -> dict:
     """Keyword arguments every TRL config takes, from aligner's RunConfig."""
     cfg = context.config
     return dict(
-        output_dir=str(context.output_dir / "trainer"),
+        output_dir=scratch_dir(),  # TRL saves nothing (save_strategy "no"); the run directory stays aligner's
         per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate,
         max_steps=cfg.max_steps,

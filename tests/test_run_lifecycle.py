@@ -251,5 +251,23 @@ def test_report_to_tensorboard_for_every_algorithm(tmp_path, toy_world, algorith
     tags = tensorboard_tags(out)
     assert expected <= tags, tags
     assert expected <= logged and tags <= logged, "the tracker gets the rows of metrics.jsonl"
-    assert not (out / "trainer").exists() or not any((out / "trainer").rglob("events.out.tfevents.*")), \
-        "TRL reports nothing itself, so nothing is logged twice"
+    events = list(out.rglob("events.out.tfevents.*"))
+    assert events and all(p.is_relative_to(out / "tensorboard") for p in events), \
+        "TRL reports nothing itself: nothing is logged twice, and nothing outside tensorboard/"
+
+
+@pytest.mark.slow
+def test_terminal_shows_aligner_not_library_noise(tmp_path, toy_world):
+    """Quiet by default: no deprecation notices, warning source lines or library progress bars on stderr;
+    `--verbose` shows them."""
+    argv = [sys.executable, "-m", "aligner", "run", "dpo", "--max-steps", "2", "--batch-size", "4",
+            "--eval-prompts", "4", "--eval-max-new-tokens", "4"]
+    quiet = subprocess.run([*argv, "--output-dir", str(tmp_path / "q")], capture_output=True, text=True,
+                           timeout=300)
+    verbose = subprocess.run([*argv, "--output-dir", str(tmp_path / "v"), "--verbose"], capture_output=True,
+                             text=True, timeout=300)
+    assert quiet.returncode == verbose.returncode == 0, quiet.stderr[-2000:] + verbose.stderr[-2000:]
+    for noise in ("Warning", "warnings.warn(", "Loading weights"):
+        assert noise not in quiet.stderr, quiet.stderr[-2000:]
+    assert "Loading weights" in verbose.stderr
+    assert "training" in quiet.stderr and "gold reward (policy)" in quiet.stdout

@@ -79,7 +79,9 @@ def pretrain(model: LlamaForCausalLM, tokenizer, texts: list[str], seed: int, ba
     )
     losses = []
     model.train()
-    for step in range(steps):
+    from tqdm.auto import tqdm
+
+    for step in tqdm(range(steps), desc="toy world: pre-training", dynamic_ncols=True):
         batch = [t + " " + tokenizer.eos_token for t in texts[step * batch_size:(step + 1) * batch_size]]
         enc = tokenizer(batch, return_tensors="pt", padding=True)
         labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
@@ -110,9 +112,11 @@ def review_prefixes(texts: list[str]) -> list[str]:
 def sample_continuations(model, tokenizer, prompts: list[str], n: int, max_new_tokens: int, seed: int,
                          batch_size: int = 128) -> list[list[str]]:
     """`n` sampled continuations per prompt, each decoded with a leading space (TRL's prompt/completion style)."""
+    from tqdm.auto import tqdm
+
     torch.manual_seed(seed)
     out: list[list[str]] = []
-    for start in range(0, len(prompts), batch_size):
+    for start in tqdm(range(0, len(prompts), batch_size), desc="toy world: sampling pairs", dynamic_ncols=True):
         chunk = prompts[start:start + batch_size]
         enc = tokenizer(chunk, return_tensors="pt", padding=True)
         generated = model.generate(
