@@ -262,12 +262,13 @@ def test_terminal_shows_aligner_not_library_noise(tmp_path, toy_world):
     `--verbose` shows them."""
     argv = [sys.executable, "-m", "aligner", "run", "dpo", "--max-steps", "2", "--batch-size", "4",
             "--eval-prompts", "4", "--eval-max-new-tokens", "4"]
+    env = {k: v for k, v in os.environ.items() if "PROGRESS" not in k and "VERBOSITY" not in k}
     quiet = subprocess.run([*argv, "--output-dir", str(tmp_path / "q")], capture_output=True, text=True,
-                           timeout=300)
+                           timeout=300, env=env)
     verbose = subprocess.run([*argv, "--output-dir", str(tmp_path / "v"), "--verbose"], capture_output=True,
-                             text=True, timeout=300)
+                             text=True, timeout=300, env=env)
     assert quiet.returncode == verbose.returncode == 0, quiet.stderr[-2000:] + verbose.stderr[-2000:]
-    for noise in ("Warning", "warnings.warn(", "Loading weights"):
+    for noise in ("Warning", "warnings.warn(", "Loading weights", "Tokenizing train dataset"):
         assert noise not in quiet.stderr, quiet.stderr[-2000:]
     assert "Loading weights" in verbose.stderr
     assert "training" in quiet.stderr and "gold reward (policy)" in quiet.stdout

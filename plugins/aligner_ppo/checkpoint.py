@@ -16,7 +16,7 @@ from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
 from aligner.api import CheckpointError, changed_settings, load_state, save_adapter, save_state, state_exists
-from aligner_ppo.roles import CRITIC, POLICY
+from aligner_ppo.roles import POLICY
 
 STATE = "state"
 RESUMABLE_CHANGES = frozenset({"max_steps", "save_every"})
@@ -36,15 +36,15 @@ def save(directory: Path, step: int, roles, optimizer, kl_controller, moments, s
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_adapter(roles.model, POLICY, tmp / "policy")
-    if roles.critic == "separate":
-        save_adapter(roles.model, CRITIC, tmp / "critic")
+    for name in roles.critic.adapters:
+        save_adapter(roles.model, name, tmp / name)
     roles.value_head.save(tmp / "value_head.safetensors")
     save_state(tmp, STATE, {
         "step": step, "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "kl_coef": kl_controller.value, "moments": moments.state_dict(), "sampler": sampler.get_state(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "python_rng": random.getstate(), "numpy_rng": np.random.get_state(), "critic": roles.critic,
+        "python_rng": random.getstate(), "numpy_rng": np.random.get_state(), "critic": roles.critic.name,
         "settings": settings,
     })
     os.replace(tmp, final)
@@ -90,17 +90,17 @@ def load(checkpoint: Path, roles, optimizer, kl_controller, moments, sampler: to
          allow_changed: bool = False) -> int:
     """Restores everything `save` wrote; returns the iteration to continue after."""
     state = read_state(checkpoint)
-    if state["critic"] != roles.critic:
-        raise ResumeError(f"--resume {checkpoint}: saved with --critic {state['critic']}, not {roles.critic}")
+    if state["critic"] != roles.critic.name:
+        raise ResumeError(f"--resume {checkpoint}: saved with --critic {state['critic']}, not {roles.critic.name}")
     check_settings(checkpoint, state, settings, allow_changed)
     if state["optimizer"] is None:
         raise ResumeError(f"--resume {checkpoint}: written by a sharded (FSDP) run, which saves no optimizer state; "
                           f"it holds the adapters and value head only")
     set_peft_model_state_dict(roles.model, load_file(checkpoint / "policy" / "adapter_model.safetensors"),
                               adapter_name=POLICY)
-    if roles.critic == "separate":
-        set_peft_model_state_dict(roles.model, load_file(checkpoint / "critic" / "adapter_model.safetensors"),
-                                  adapter_name=CRITIC)
+    for name in roles.critic.adapters:
+        set_peft_model_state_dict(roles.model, load_file(checkpoint / name / "adapter_model.safetensors"),
+                                  adapter_name=name)
     roles.value_head.load(checkpoint / "value_head.safetensors")
     optimizer.load_state_dict(state["optimizer"])
     kl_controller.value = state["kl_coef"]

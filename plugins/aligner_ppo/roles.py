@@ -17,38 +17,65 @@ def forward(model, input_ids, attention_mask, prompt_length: int, temperature: f
     return response_forward(model, input_ids, attention_mask, prompt_length, temperature, hidden)
 
 
+class SharedCritic:
+    """A value head on the policy's last hidden states, in the same forward pass: cheapest, and the value loss also
+    trains the policy adapter."""
+
+    name = "shared"
+    adapters: tuple[str, ...] = ()
+
+    def policy_and_values(self, roles: "Roles", input_ids, attention_mask, prompt_length, temperature):
+        out = forward(roles.model, input_ids, attention_mask, prompt_length, temperature, hidden=True)
+        return out, roles.value_head(out.hidden)
+
+
+class SeparateCritic:
+    """Its own LoRA adapter plus the value head, in a second forward pass: the value loss does not reach the
+    policy."""
+
+    name = "separate"
+    adapters: tuple[str, ...] = (CRITIC,)
+
+    def policy_and_values(self, roles: "Roles", input_ids, attention_mask, prompt_length, temperature):
+        out = forward(roles.model, input_ids, attention_mask, prompt_length, temperature, hidden=False)
+        with active_adapter(roles.model, CRITIC, roles.trainable):
+            critic_out = forward(roles.model, input_ids, attention_mask, prompt_length, temperature, hidden=True)
+        return out, roles.value_head(critic_out.hidden)
+
+
+CRITICS = {critic.name: critic for critic in (SharedCritic, SeparateCritic)}
+"""`--critic` choices."""
+
+
 @dataclass
 class Roles:
     model: torch.nn.Module
     value_head: ScalarHead
-    critic: str
+    critic: SharedCritic | SeparateCritic
     trainable: list[torch.nn.Parameter] = field(default_factory=list)
 
     @classmethod
     def build(cls, model, critic: str, device) -> "Roles":
         head = ScalarHead(model.config.hidden_size, zero_init=True).to(device)
-        roles = cls(model, head, critic)
+        roles = cls(model, head, CRITICS[critic]())
         roles.refresh_trainable()
         return roles
 
     def refresh_trainable(self) -> None:
+        """The parameters PPO trains: the policy adapter, the critic's adapters and the value head. Called again
+        whenever parameters are replaced (sharding) or an adapter is added."""
         params = adapter_parameters(self.model, POLICY)
-        if self.critic == "separate":
-            params += adapter_parameters(self.model, CRITIC)
+        for name in self.critic.adapters:
+            if name in self.model.peft_config:
+                params += adapter_parameters(self.model, name)
         self.trainable = params + list(self.value_head.parameters())
         for p in self.trainable:
             p.requires_grad_(True)
 
-    def policy_and_values(self, input_ids, attention_mask, prompt_length, temperature) -> tuple[ResponseForward, torch.Tensor]:
-        """Policy log-probs and critic values. Shared: one forward, the value head reads the policy's hidden states
-        (so the value loss also trains the policy adapter). Separate: a second forward with the critic adapter."""
-        if self.critic == "shared":
-            out = forward(self.model, input_ids, attention_mask, prompt_length, temperature, hidden=True)
-            return out, self.value_head(out.hidden)
-        out = forward(self.model, input_ids, attention_mask, prompt_length, temperature, hidden=False)
-        with active_adapter(self.model, CRITIC, self.trainable):
-            critic_out = forward(self.model, input_ids, attention_mask, prompt_length, temperature, hidden=True)
-        return out, self.value_head(critic_out.hidden)
+    def policy_and_values(self, input_ids, attention_mask, prompt_length, temperature) -> tuple[ResponseForward,
+                                                                                                torch.Tensor]:
+        """Policy log-probs at `temperature` and the critic's values, for one rollout batch."""
+        return self.critic.policy_and_values(self, input_ids, attention_mask, prompt_length, temperature)
 
     @torch.no_grad()
     def reference_logprobs(self, input_ids, attention_mask, prompt_length, temperature) -> torch.Tensor:

@@ -19,7 +19,7 @@ from aligner.api import (CHECKPOINTS, REWARD_ADAPTER, ConfigError, TrainingError
                          world_size)
 from aligner_ppo import checkpoint
 from aligner_ppo import ppo_math as pm
-from aligner_ppo.roles import CRITIC, POLICY, Roles
+from aligner_ppo.roles import POLICY, Roles
 from aligner_ppo.rollout import Rollout, generate
 
 
@@ -70,14 +70,15 @@ def attach_reward_model(context, model, summary: dict):
 
 
 def make_scorer(context, roles: Roles, summary: dict, loaded):
-    """The reward source: the loaded reward model, one trained now, or a registered reward function on the text."""
+    """The reward source: the loaded reward model, one trained now, or a registered reward function on the text.
+    Returns the scorer and the reward model (None for a function), whose head a separate critic may start from."""
     cfg = context.config
     model, tok, device = roles.model, context.tokenizer, context.placement.device
     if cfg.reward != "model":
         name = cfg.gold_reward if cfg.reward == "gold" else cfg.reward
         function = context.registry.reward_function(name)
-        return lambda rollout: torch.tensor(function.score(prompt_texts(rollout.prompts, tok), rollout.responses),
-                                            dtype=torch.float32, device=device)
+        return (lambda rollout: torch.tensor(function.score(prompt_texts(rollout.prompts, tok), rollout.responses),
+                                             dtype=torch.float32, device=device)), None
     if loaded is not None:
         rm, meta = loaded
     else:
@@ -90,26 +91,25 @@ def make_scorer(context, roles: Roles, summary: dict, loaded):
         if is_main():
             save_reward_model(model, rm, context.output_dir / "reward_model", {k: v for k, v in meta.items()
                                                                                 if k.startswith("reward_model_")})
-    barrier()  # a separate critic may start from the saved reward head
+    barrier()
     summary["reward_model_accuracy"] = meta.get("reward_model_accuracy")
-    return lambda rollout: rm.score(model, rollout.input_ids, rollout.attention_mask)
+    return (lambda rollout: rm.score(model, rollout.input_ids, rollout.attention_mask)), rm
 
 
-def setup_critic(context, roles: Roles) -> None:
-    cfg = context.config
-    if cfg.critic != "separate":
-        return
-    if CRITIC not in roles.model.peft_config:  # a sharded model has it added before sharding
-        add_adapter(roles.model, CRITIC)
-    if cfg.critic_init == "reward" and REWARD_ADAPTER in roles.model.peft_config:
-        # Start the critic from the reward model: its adapter weights and its head (Ouyang et al. 2022).
-        with torch.no_grad():
-            named = dict(roles.model.named_parameters())
-            for name, param in named.items():
-                if f".{CRITIC}." in name:
-                    param.copy_(named[name.replace(f".{CRITIC}.", f".{REWARD_ADAPTER}.")])
-        reward_head = (context.output_dir / "reward_model" / "head.safetensors")
-        roles.value_head.load(reward_head)
+def setup_critic(context, roles: Roles, reward) -> None:
+    """Adds the critic's adapters (a sharded model has them already) and, with `--critic-init reward`, starts
+    them and the value head from the reward model (Ouyang et al. 2022)."""
+    for name in roles.critic.adapters:
+        if name not in roles.model.peft_config:
+            add_adapter(roles.model, name)
+        if context.config.critic_init == "reward" and reward is not None:
+            with torch.no_grad():
+                named = dict(roles.model.named_parameters())
+                for param_name, param in named.items():
+                    if f".{name}." in param_name:
+                        param.copy_(named[param_name.replace(f".{name}.", f".{REWARD_ADAPTER}.")])
+    if roles.critic.adapters and context.config.critic_init == "reward" and reward is not None:
+        roles.value_head.load_state_dict(reward.head.state_dict())
     roles.refresh_trainable()
 
 
@@ -240,25 +240,49 @@ def check(cfg, registry) -> None:
         registry.reward_function(cfg.reward)
 
 
-def train(context):
+@dataclass
+class PPORun:
+    """Everything the PPO loop reads and updates, built once by `setup`."""
+
+    context: object
+    roles: Roles
+    scorer: object
+    optimizer: torch.optim.Optimizer
+    kl_ctl: object
+    moments: pm.RunningMoments
+    sampler: torch.Generator
+    prompts: list
+    first_step: int
+    last_ckpt: Path | None
+    settings: dict
+    rollout_seconds: float = 0.0
+    update_seconds: float = 0.0
+
+    @property
+    def model(self):
+        return self.roles.model
+
+
+def setup(context) -> PPORun:
+    """Every role on the one base (every adapter before sharding), the reward source, the optimizer and the
+    controllers; restored from the checkpoint when resuming."""
     cfg, device = context.config, context.placement.device
-    base = context.base_model
-    disable_dropout(base)
+    disable_dropout(context.base_model)
     sharded = shard_requested(cfg)
-    model = get_peft_model(base, lora_config(cfg), adapter_name=POLICY)
+    model = get_peft_model(context.base_model, lora_config(cfg), adapter_name=POLICY)
     roles = Roles.build(model, cfg.critic, device)
     summary = context.summary_extras
     started = time.perf_counter()
     loaded_reward = attach_reward_model(context, model, summary)
     if sharded:
-        if cfg.critic == "separate":
-            add_adapter(model, CRITIC)  # earlier than unsharded, so the random streams differ from there on
+        for name in roles.critic.adapters:
+            add_adapter(model, name)  # earlier than unsharded, so the random streams differ from there on
         held = shard(model, device)
         roles.refresh_trainable()  # the sharded parameters replace the old ones
         summary.update(sharding="fsdp", weights_held_per_process=held)
-    scorer = make_scorer(context, roles, summary, loaded_reward)
+    scorer, reward = make_scorer(context, roles, summary, loaded_reward)
     summary["reward_model_seconds"] = time.perf_counter() - started
-    setup_critic(context, roles)
+    setup_critic(context, roles, reward)
 
     optimizer = torch.optim.AdamW(roles.trainable, lr=cfg.learning_rate, eps=1e-5)
     kl_ctl = (pm.AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
@@ -269,61 +293,79 @@ def train(context):
     if rank():
         torch.manual_seed(cfg.seed + rank())
     prompts = list({json.dumps(p): p for p in context.train_dataset["prompt"]}.values())  # unique, in order
-    ckpt_dir = context.output_dir / CHECKPOINTS
-    first_step, last_ckpt = 1, None
-    settings = to_dict(cfg)
+    run = PPORun(context, roles, scorer, optimizer, kl_ctl, moments, sampler, prompts, 1, None, to_dict(cfg))
     if cfg.resume:
-        last_ckpt = checkpoint.find(cfg.resume)
-        first_step = checkpoint.load(last_ckpt, roles, optimizer, kl_ctl, moments, sampler, settings,
-                                     cfg.allow_changed_settings) + 1
-        shutil.copytree(last_ckpt, ckpt_dir / last_ckpt.name)
-        carry_metrics(last_ckpt, first_step - 1, context.log_metrics,
+        run.last_ckpt = checkpoint.find(cfg.resume)
+        run.first_step = checkpoint.load(run.last_ckpt, roles, optimizer, kl_ctl, moments, sampler, run.settings,
+                                         cfg.allow_changed_settings) + 1
+        shutil.copytree(run.last_ckpt, context.output_dir / CHECKPOINTS / run.last_ckpt.name)
+        carry_metrics(run.last_ckpt, run.first_step - 1, context.log_metrics,
                       with_reward_model=cfg.reward == "model" and cfg.reward_model is None)
-        summary["resumed_from_step"] = first_step - 1
+        summary["resumed_from_step"] = run.first_step - 1
+    return run
 
+
+def iteration(run: PPORun, step: int) -> dict:
+    """One PPO iteration: sample a rollout, score it, update; returns its metrics, reduced over processes."""
+    cfg, context = run.context.config, run.context
+    chosen = torch.randperm(len(run.prompts), generator=run.sampler)[:cfg.rollout_batch_size].tolist()
+    run.model.eval()
+    with gathered(run.model):
+        rollout = generate(run.model, context.tokenizer, [run.prompts[i] for i in chosen], cfg.response_length,
+                           cfg.temperature, cfg.max_length - cfg.response_length, cfg.generation_cache)
+    scoring_started = time.perf_counter()
+    batch = score_rollout(run.roles, rollout, run.scorer, run.kl_ctl, run.moments, cfg, step, run.last_ckpt)
+    update_started = time.perf_counter()
+    metrics = iteration_metrics(batch, run.kl_ctl.value)
+    metrics.update(ppo_update(run.roles, batch, run.optimizer, cfg, run.sampler, step, run.last_ckpt))
+    update_time = time.perf_counter() - update_started
+    score_time = update_started - scoring_started
+    tokens = int(rollout.response_mask.sum())
+    metrics.update({"time/rollout": rollout.seconds, "time/scoring": score_time, "time/update": update_time,
+                    "tokens_per_second": tokens / rollout.seconds, "rollout/samples": len(rollout.prompts)})
+    metrics = reduce_metrics(metrics, summed=("tokens_per_second", "rollout/samples"))
+    run.kl_ctl.update(metrics["objective/kl"], int(metrics["rollout/samples"]))  # the same on every process
+    run.rollout_seconds += rollout.seconds + score_time
+    run.update_seconds += update_time
+    return metrics
+
+
+def save_checkpoint(run: PPORun, step: int) -> None:
+    with gathered(run.model):
+        if is_main():
+            run.last_ckpt = checkpoint.save(run.context.output_dir / CHECKPOINTS, step, run.roles,
+                                            None if is_sharded(run.model) else run.optimizer, run.kl_ctl,
+                                            run.moments, run.sampler, run.settings)
+
+
+def finish(run: PPORun):
+    """Gathers sharded weights for good, saves the critic and returns the model with the policy adapter active."""
+    gather_for_good(run.model)  # the main process evaluates and saves the policy alone
+    if is_main():
+        out = run.context.output_dir / "critic"
+        for name in run.roles.critic.adapters:
+            save_adapter(run.model, name, out / "adapter")
+        out.mkdir(exist_ok=True)
+        run.roles.value_head.save(out / "value_head.safetensors")
+        run.context.summary_extras.update({
+            "rollout_seconds": run.rollout_seconds, "update_seconds": run.update_seconds,
+            "final_kl_coef": run.kl_ctl.value, "trainable_params": sum(p.numel() for p in run.roles.trainable)})
+    run.model.set_adapter(POLICY)
+    return run.model
+
+
+def train(context):
     from tqdm.auto import tqdm
 
-    rollout_seconds = update_seconds = 0.0
-    bar = tqdm(total=cfg.max_steps, initial=first_step - 1, desc=f"ppo ({cfg.critic} critic)", dynamic_ncols=True,
-               disable=not is_main())
-    for step in range(first_step, cfg.max_steps + 1):
-        chosen = torch.randperm(len(prompts), generator=sampler)[:cfg.rollout_batch_size].tolist()
-        model.eval()
-        with gathered(model):
-            rollout = generate(model, context.tokenizer, [prompts[i] for i in chosen], cfg.response_length,
-                               cfg.temperature, cfg.max_length - cfg.response_length, cfg.generation_cache)
-        scoring_started = time.perf_counter()
-        batch = score_rollout(roles, rollout, scorer, kl_ctl, moments, cfg, step, last_ckpt)
-        update_started = time.perf_counter()
-        metrics = iteration_metrics(batch, kl_ctl.value)
-        metrics.update(ppo_update(roles, batch, optimizer, cfg, sampler, step, last_ckpt))
-        update_time = time.perf_counter() - update_started
-        score_time = update_started - scoring_started
-        tokens = int(rollout.response_mask.sum())
-        metrics.update({"time/rollout": rollout.seconds, "time/scoring": score_time, "time/update": update_time,
-                        "tokens_per_second": tokens / rollout.seconds, "rollout/samples": len(rollout.prompts)})
-        metrics = reduce_metrics(metrics, summed=("tokens_per_second", "rollout/samples"))
-        kl_ctl.update(metrics["objective/kl"], int(metrics["rollout/samples"]))  # the same on every process
-        rollout_seconds += rollout.seconds + score_time
-        update_seconds += update_time
-        context.log_metrics(step, metrics)
-        bar.update(1)
-        bar.set_postfix(score=f"{metrics['objective/scores']:+.3f}", kl=f"{metrics['objective/kl']:.2f}")
-        if step % cfg.save_every == 0 or step == cfg.max_steps:
-            with gathered(model):
-                if is_main():
-                    last_ckpt = checkpoint.save(ckpt_dir, step, roles, None if is_sharded(model)
-                                                else optimizer, kl_ctl, moments, sampler, settings)
-    bar.close()
-    gather_for_good(model)  # the main process evaluates and saves the policy alone
-    if not is_main():
-        model.set_adapter(POLICY)
-        return model
-    if cfg.critic == "separate":
-        save_adapter(model, CRITIC, context.output_dir / "critic" / "adapter")
-    (context.output_dir / "critic").mkdir(exist_ok=True)
-    roles.value_head.save(context.output_dir / "critic" / "value_head.safetensors")
-    summary.update({"rollout_seconds": rollout_seconds, "update_seconds": update_seconds,
-                    "final_kl_coef": kl_ctl.value, "trainable_params": sum(p.numel() for p in roles.trainable)})
-    model.set_adapter(POLICY)
-    return model
+    run = setup(context)
+    cfg = context.config
+    with tqdm(total=cfg.max_steps, initial=run.first_step - 1, desc=f"ppo ({cfg.critic} critic)",
+              dynamic_ncols=True, disable=not is_main()) as bar:
+        for step in range(run.first_step, cfg.max_steps + 1):
+            metrics = iteration(run, step)
+            context.log_metrics(step, metrics)
+            bar.update(1)
+            bar.set_postfix(score=f"{metrics['objective/scores']:+.3f}", kl=f"{metrics['objective/kl']:.2f}")
+            if step % cfg.save_every == 0 or step == cfg.max_steps:
+                save_checkpoint(run, step)
+    return finish(run)
