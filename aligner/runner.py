@@ -140,28 +140,71 @@ def _left_behind(staging: Path | None, out: Path, main: bool, what: str) -> str:
     return f"{what}; nothing was written to {out} (the partial output held no checkpoint and was removed)"
 
 
-def _run_claimed(algorithm, algo, cfg, gold, registry, where, state, main, out, staging) -> dict | None:
+EMPTY_EVALUATION = {"gold_reward": None, "gold_reward_std": None, "kl": None, "response_tokens": None, "samples": []}
+"""What an algorithm that trains no policy gets in place of an evaluation."""
+
+
+def _load(cfg, where, state):
+    """Data (every row checked), then the tokenizer (conversational data needs its chat template), then weights."""
     with state.main_process_first():  # the main process builds the toy world (once) before the others read it
         train_dataset, eval_prompts = data.load_for_run(cfg.dataset, cfg.eval_dataset, cfg.eval_prompts)
         sources = [(cfg.dataset, train_dataset["prompt"][:1]), (cfg.eval_dataset or cfg.dataset, eval_prompts)]
         base, tokenizer = models.load_base(cfg.model, where, check_tokenizer=lambda tok: data.check_chat_template(
             tok, cfg.model, sources))
+    return train_dataset, eval_prompts, base, tokenizer
 
-    def score(prompts, responses):
-        return gold.score(prompts, responses)
 
+def _metrics_sink(cfg, staging: Path, out: Path, main: bool, settings: dict):
+    """metrics.jsonl (and the --report-to tracker) on the main process; nothing on the others."""
+    if not main:
+        return rundir.NullLog()
+    metrics = rundir.MetricsLog(staging / "metrics.jsonl")
+    if cfg.report_to != "none":
+        metrics = tracking.TrackedLog(metrics, tracking.open_tracker(cfg.report_to, staging, out.name, settings))
+    return metrics
+
+
+def _summary(algorithm, algo, cfg, where, context, policy, before, after, seconds: dict, peak: float) -> dict:
+    return {
+        "algorithm": algorithm,
+        "variant": cfg.variant(),
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "seed": cfg.seed,
+        "settings_fingerprint": config_mod.fingerprint(cfg),
+        "device": str(where.device),
+        "dtype": str(where.dtype).removeprefix("torch."),
+        "gold_reward_before": before["gold_reward"],
+        "gold_reward_after": after["gold_reward"],
+        "gold_reward_after_std": after["gold_reward_std"],
+        "kl": after["kl"],
+        "response_tokens_before": before["response_tokens"],
+        "response_tokens_after": after["response_tokens"],
+        "eval_prompts": len(context.eval_prompts),
+        "train_pairs": len(context.train_dataset),
+        "peak_memory_mb": peak,
+        "train_seconds": seconds["train"],
+        "eval_seconds": seconds["eval"],
+        "num_processes": distributed.world_size(),
+        **context.summary_extras,
+        # what the algorithm says it trained (critic and heads included), else the policy's trainable count
+        "trainable_params": context.summary_extras.get(
+            "trainable_params", models.trainable_parameters(policy) if algo.trains_policy else None),
+    }
+
+
+def _run_claimed(algorithm, algo, cfg, gold, registry, where, state, main, out, staging) -> dict | None:
+    train_dataset, eval_prompts, base, tokenizer = _load(cfg, where, state)
     eval_args = dict(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature, seed=cfg.seed,
                      max_prompt_tokens=cfg.max_length)
-    empty = {"gold_reward": None, "gold_reward_std": None, "kl": None, "response_tokens": None, "samples": []}
-    eval_started = time.perf_counter()
     evaluates = algo.trains_policy and main  # with several processes, the main one evaluates and writes
-    before = evaluation.evaluate(base, tokenizer, eval_prompts, score, **eval_args) if evaluates else empty
-    eval_seconds = time.perf_counter() - eval_started
+    seconds = {"eval": time.perf_counter()}
+    before = evaluation.evaluate(base, tokenizer, eval_prompts, gold.score, **eval_args) if evaluates \
+        else EMPTY_EVALUATION
+    seconds["eval"] = time.perf_counter() - seconds["eval"]
 
     settings = config_mod.to_dict(cfg)
-    metrics = rundir.MetricsLog(staging / "metrics.jsonl") if main else rundir.NullLog()
-    if main and cfg.report_to != "none":
-        metrics = tracking.TrackedLog(metrics, tracking.open_tracker(cfg.report_to, staging, out.name, settings))
+    metrics = _metrics_sink(cfg, staging, out, main, settings)
     try:
         if main:
             rundir.write_yaml(staging / "config.yaml", {"algorithm": algorithm, **settings})
@@ -171,46 +214,20 @@ def _run_claimed(algorithm, algo, cfg, gold, registry, where, state, main, out, 
         resources.reset_peak()
         started = time.perf_counter()
         policy = algo.train(context)
-        train_seconds = time.perf_counter() - started
+        seconds["train"] = time.perf_counter() - started
         peak = resources.peak_memory_mb(where.device)
         if not main:
             metrics.close()
             distributed.finish()
             return None
+        after = EMPTY_EVALUATION
         if algo.trains_policy:
-            eval_started = time.perf_counter()
-            after = evaluation.evaluate(policy, tokenizer, eval_prompts, score, **eval_args)
-            eval_seconds += time.perf_counter() - eval_started
+            started = time.perf_counter()
+            after = evaluation.evaluate(policy, tokenizer, eval_prompts, gold.score, **eval_args)
+            seconds["eval"] += time.perf_counter() - started
             models.save_adapter(policy, policy.active_adapter, staging / "adapter")
             tokenizer.save_pretrained(staging / "adapter")
-        else:
-            after = empty
-        summary = {
-            "algorithm": algorithm,
-            "variant": cfg.variant(),
-            "model": cfg.model,
-            "dataset": cfg.dataset,
-            "seed": cfg.seed,
-            "settings_fingerprint": config_mod.fingerprint(cfg),
-            "device": str(where.device),
-            "dtype": str(where.dtype).removeprefix("torch."),
-            "gold_reward_before": before["gold_reward"],
-            "gold_reward_after": after["gold_reward"],
-            "gold_reward_after_std": after["gold_reward_std"],
-            "kl": after["kl"],
-            "response_tokens_before": before["response_tokens"],
-            "response_tokens_after": after["response_tokens"],
-            "eval_prompts": len(eval_prompts),
-            "train_pairs": len(train_dataset),
-            "peak_memory_mb": peak,
-            "train_seconds": train_seconds,
-            "eval_seconds": eval_seconds,
-            "num_processes": distributed.world_size(),
-            **context.summary_extras,
-            # what the algorithm says it trained (critic and heads included), else the policy's trainable count
-            "trainable_params": context.summary_extras.get(
-                "trainable_params", models.trainable_parameters(policy) if algo.trains_policy else None),
-        }
+        summary = _summary(algorithm, algo, cfg, where, context, policy, before, after, seconds, peak)
         rundir.write_json(staging / "summary.json", summary)
         rundir.write_json(staging / "samples.json", {"base": before["samples"], "policy": after["samples"]})
     finally:
