@@ -161,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         terminal.end_progress_bars()
         print(f"aligner: {interrupt or 'interrupted; nothing was written'}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `aligner plugins | head`: the reader left; end quietly, as shell tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _main(argv: list[str] | None) -> int:
