@@ -1,13 +1,16 @@
 """aligner: LoRA alignment algorithms on one frozen base model, and an honest way to compare them.
 
 `aligner.run(...)` trains one algorithm, as `aligner run` does. Every name of the public API (`aligner.api`) is
-also available here, imported on first use so that `import aligner` stays light (plugins are imported to list
-them, long before anything trains)."""
+also available here: settings, errors and registration eagerly (they are light), the rest on first use, so that
+listing plugins (`aligner plugins`, building the CLI) imports no torch, transformers or peft."""
 
 import ast
 import functools
 from pathlib import Path
 
+from aligner.config import RunConfig, setting
+from aligner.errors import (AlignerError, CheckpointError, ConfigError, DatasetError, InputError, ModelLoadError,
+                            RunError, TrainingError)
 from aligner.hookspecs import hookimpl
 from aligner.registry import Algorithm, RewardFunction
 
@@ -44,4 +47,7 @@ def __dir__():
     return sorted({*globals(), *_api_names()})
 
 
-__all__ = ["run", "__version__", "Algorithm", "RewardFunction", "hookimpl"]
+__all__ = ["run", "__version__", "Algorithm", "RewardFunction", "hookimpl", "RunConfig", "setting", "AlignerError",
+           "InputError", "RunError", "ConfigError", "DatasetError", "ModelLoadError", "CheckpointError",
+           "TrainingError"]
+"""Imported eagerly: the light part of the API, which plugins need just to be listed (settings, errors)."""

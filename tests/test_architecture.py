@@ -93,3 +93,15 @@ def test_every_public_name_is_documented():
     for name in ("hookimpl", "REWARD_ADAPTER", "CHECKPOINTS"):  # values: documented by an attribute docstring
         assert f'{name} = {name}\n"""' in source, name
 
+
+
+def test_listing_plugins_imports_no_training_stack():
+    """`aligner plugins` and building the CLI import every plugin; they must not pay for torch/transformers/peft."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from aligner import plugins; plugins.load(); "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from peft import get_peft_model
-
-from aligner import Algorithm, hookimpl
-from aligner.api import RunConfig, lora_config, setting
+from aligner import Algorithm, RunConfig, hookimpl, setting
 
 
 @dataclass
@@ -19,6 +16,10 @@ class BaseSettings(RunConfig):
 
 
 def _train(context):
+    from peft import get_peft_model
+
+    from aligner import lora_config
+
     context.summary_extras["trainable_params"] = 0  # the zero adapter is only the evaluation's handle
     return get_peft_model(context.base_model, lora_config(context.config))
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aligner.api import RunConfig, setting
+from aligner import RunConfig, setting
 
 
 @dataclass

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aligner.api import ConfigError, RunConfig, setting
+from aligner import ConfigError, RunConfig, setting
 
 
 @dataclass
