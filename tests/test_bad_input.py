@@ -222,6 +222,7 @@ def test_crafted_pickle_checkpoint_is_refused_unopened(tmp_path, capsys, nothing
     ("tensors", "state.safetensors: not a readable safetensors file"),
     ("missing-tensors", "state.safetensors: missing"),
     ("not-ppo", "state.json is not a PPO checkpoint's state"),
+    ("other-critic", "saved with --critic separate, not shared"),
 ])
 def test_damaged_checkpoints(tmp_path, capsys, nothing_expensive, damage, message):
     from aligner import state_io
@@ -229,7 +230,7 @@ def test_damaged_checkpoints(tmp_path, capsys, nothing_expensive, damage, messag
     checkpoint = tmp_path / "ckpt"
     checkpoint.mkdir()
     state_io.save(checkpoint, "state", {"step": 1} if damage == "not-ppo" else
-                  {"step": 1, "critic": "shared", "settings": {}})
+                  {"step": 1, "critic": "separate" if damage == "other-critic" else "shared", "settings": {}})
     if damage == "json":
         (checkpoint / "state.json").write_text("{")
     elif damage == "tensors":

@@ -77,9 +77,12 @@ def read_state(checkpoint: Path) -> dict:
     return state
 
 
-def check_settings(checkpoint: Path, state: dict, settings: dict, allow_changed: bool) -> None:
-    """A resumed run continues the run that was checkpointed: a different seed, learning rate or batch size would
-    silently make it another run, so changes are refused unless asked for."""
+def check_resumable(checkpoint: Path, state: dict, critic: str, settings: dict, allow_changed: bool) -> None:
+    """A resumed run continues the run that was checkpointed. A different critic cannot load its weights; a
+    different seed, learning rate or batch size would silently make it another run, so such changes are refused
+    unless asked for."""
+    if state["critic"] != critic:
+        raise ResumeError(f"--resume {checkpoint}: saved with --critic {state['critic']}, not {critic}")
     changes = changed_settings(state["settings"], settings, ignore=RESUMABLE_CHANGES)
     if changes and not allow_changed:
         raise ResumeError(f"--resume {checkpoint}: settings differ from the checkpointed run's ({'; '.join(changes)}); "
@@ -90,9 +93,7 @@ def load(checkpoint: Path, roles, optimizer, kl_controller, moments, sampler: to
          allow_changed: bool = False) -> int:
     """Restores everything `save` wrote; returns the iteration to continue after."""
     state = read_state(checkpoint)
-    if state["critic"] != roles.critic.name:
-        raise ResumeError(f"--resume {checkpoint}: saved with --critic {state['critic']}, not {roles.critic.name}")
-    check_settings(checkpoint, state, settings, allow_changed)
+    check_resumable(checkpoint, state, roles.critic.name, settings, allow_changed)
     if state["optimizer"] is None:
         raise ResumeError(f"--resume {checkpoint}: written by a sharded (FSDP) run, which saves no optimizer state; "
                           f"it holds the adapters and value head only")

@@ -231,9 +231,7 @@ def check(cfg, registry) -> None:
     if cfg.resume:
         found = checkpoint.find(cfg.resume)
         state = checkpoint.read_state(found)
-        if state["critic"] != cfg.critic:
-            raise checkpoint.ResumeError(f"--resume {found}: saved with --critic {state['critic']}, not {cfg.critic}")
-        checkpoint.check_settings(found, state, to_dict(cfg), cfg.allow_changed_settings)
+        checkpoint.check_resumable(found, state, cfg.critic, to_dict(cfg), cfg.allow_changed_settings)
     if cfg.reward_model is not None:
         read_reward_model_meta(Path(cfg.reward_model))
     if cfg.reward not in ("model", "gold"):
