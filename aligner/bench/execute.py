@@ -48,9 +48,10 @@ def changes_since(out: Path, spec: RunSpec) -> list[str] | None:
     """None when the run never finished; else what differs between the settings it ran with and the suite's now
     (empty when nothing does)."""
     directory = run_dir(out, spec)
-    if not (directory / "summary.json").is_file():
+    summary = read_json(directory / "summary.json")
+    if summary is None:
         return None
-    if is_finished(out, spec):
+    if summary.get("settings_fingerprint") == spec.fingerprint:
         return []
     try:
         ran = yaml.safe_load((directory / "config.yaml").read_text()) or {}

@@ -15,7 +15,8 @@ import torch
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
-from aligner.api import CheckpointError, changed_settings, load_state, save_adapter, save_state, state_exists
+from aligner.api import (CHECKPOINTS, CheckpointError, changed_settings, load_state, save_adapter, save_state,
+                         state_exists)
 from aligner_ppo.roles import POLICY
 
 STATE = "state"
@@ -59,7 +60,7 @@ def find(path: str | Path) -> Path:
     if (path / "state.pt").is_file():
         raise ResumeError(f"--resume {path}: holds state.pt, a pickle, which aligner does not load (unpickling can "
                           f"run any code the file names); checkpoints are safetensors + JSON (state.json)")
-    candidates = sorted((path / "checkpoints").glob("step-*")) if path.is_dir() else []
+    candidates = sorted((path / CHECKPOINTS).glob("step-*")) if path.is_dir() else []
     candidates = [c for c in candidates if state_exists(c, STATE)]
     if not candidates:
         raise ResumeError(f"--resume {path}: no checkpoint there (expected state.json and state.safetensors, or "

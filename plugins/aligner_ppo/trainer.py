@@ -212,7 +212,7 @@ def carry_metrics(last_ckpt: Path, step: int, log_metrics, with_reward_model: bo
     """A resumed run's metrics.jsonl starts with the resumed run's rows up to its checkpoint, so it reads as one
     run. Reward-model rows (step 0) are carried only when that reward model is the one this run uses."""
     previous = last_ckpt.parents[1] / "metrics.jsonl"
-    if last_ckpt.parent.name != "checkpoints" or not previous.is_file():
+    if last_ckpt.parent.name != CHECKPOINTS or not previous.is_file():
         return
     for line in previous.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
