@@ -5,9 +5,11 @@ Registering: `Algorithm`, `RewardFunction`, `hookimpl`. Settings: `RunConfig`, `
 `TrainContext`. Errors: `InputError` (exit 2) and `RunError` (exit 1) and their kinds. Building blocks, by job:
 
 - the one base and its adapters: `lora_config`, `add_adapter`, `active_adapter`, `adapter_parameters`,
-  `save_adapter`, `disable_dropout`, `trainable_parameters`, `base_fingerprint`, `reference` (adapters off);
+  `save_adapter`, `disable_dropout`, `trainable_parameters`, `base_fingerprint`, `reference` (adapters off),
+  `enable_gradient_checkpointing`, `checkpointing_active`;
 - sampling and log-probs: `sample`, `Samples`, `prompt_texts`, `response_forward`, `response_logprobs`,
-  `position_ids`;
+  `position_ids`, `final_hidden` (last hidden states without the LM head), `head_logprobs` (chunked LM head);
+- measuring: `TensorMemory` (peak bytes of live tensors, CPU or CUDA);
 - heads and reward models: `ScalarHead`, `last_token_index`, `RewardModel`, `train_reward_model`,
   `save_reward_model`, `load_reward_model`, `read_reward_model_meta`;
 - TRL trainers: `train_with_trl`, `training_arguments`;
@@ -26,9 +28,12 @@ from aligner.errors import (AlignerError, CheckpointError, ConfigError, DatasetE
 from aligner.evaluation import reference
 from aligner.heads import ScalarHead, last_token_index
 from aligner.hookspecs import hookimpl
-from aligner.logprobs import ResponseForward, position_ids, response_forward, response_logprobs
+from aligner.logprobs import (ResponseForward, final_hidden, head_logprobs, position_ids, response_forward,
+                              response_logprobs)
+from aligner.memory import TensorMemory
 from aligner.models import (Placement, active_adapter, adapter_parameters, add_adapter, base_fingerprint,
-                            disable_dropout, lora_config, save_adapter, trainable_parameters)
+                            checkpointing_active, disable_dropout, enable_gradient_checkpointing, lora_config,
+                            save_adapter, trainable_parameters)
 from aligner.registry import Algorithm, RewardFunction
 from aligner.reward_model import ADAPTER as REWARD_ADAPTER
 from aligner.reward_model import RewardModel, RewardModelError, pairwise_accuracy, train_reward_model
@@ -57,8 +62,9 @@ __all__ = [
     "AlignerError", "InputError", "RunError", "ConfigError", "DatasetError", "ModelLoadError", "CheckpointError",
     "TrainingError",
     "lora_config", "add_adapter", "active_adapter", "adapter_parameters", "save_adapter", "disable_dropout",
-    "trainable_parameters", "base_fingerprint", "reference",
+    "trainable_parameters", "base_fingerprint", "reference", "enable_gradient_checkpointing", "checkpointing_active",
     "sample", "Samples", "prompt_texts", "response_forward", "response_logprobs", "ResponseForward", "position_ids",
+    "final_hidden", "head_logprobs", "TensorMemory",
     "ScalarHead", "last_token_index", "REWARD_ADAPTER", "RewardModel", "RewardModelError", "train_reward_model", "pairwise_accuracy", "save_reward_model",
     "load_reward_model", "read_reward_model_meta",
     "train_with_trl", "training_arguments",

@@ -190,3 +190,31 @@ def add_adapter(model, name: str, config: LoraConfig | None = None) -> None:
     for n, p in model.named_parameters():
         p.requires_grad_(False)
     _enable(trainable)
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Checkpoints every decoder layer, non-reentrant: with a frozen base and LoRA, the reentrant variant would need
+    the inputs to require gradients, and it drops the LoRA gradients silently when they do not."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5.24
+        lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+@contextlib.contextmanager
+def checkpointing_active(model):
+    """transformers checkpoints a layer only while that layer is in training mode, but aligner's own loops keep the
+    model in eval mode so that no dropout makes two passes over the same tokens disagree. This marks only the
+    checkpointed layers as training (not the modules under them) for the duration; a no-op without checkpointing."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
+    before = [m.training for m in layers]
+    for m in layers:
+        m.training = True
+    try:
+        yield
+    finally:
+        for m, training in zip(layers, before):
+            m.training = training

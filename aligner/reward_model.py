@@ -14,8 +14,9 @@ import torch
 from aligner import distributed
 from aligner.errors import CheckpointError, DatasetError
 from aligner.heads import ScalarHead, last_token_index
-from aligner.logprobs import position_ids
-from aligner.models import active_adapter, adapter_parameters, add_adapter, base_fingerprint, save_adapter
+from aligner.logprobs import final_hidden
+from aligner.models import (active_adapter, adapter_parameters, add_adapter, base_fingerprint, checkpointing_active,
+                            save_adapter)
 
 ADAPTER = "reward"
 
@@ -36,9 +37,8 @@ class RewardModel:
 
 
 def sequence_scores(model, head: ScalarHead, input_ids, attention_mask) -> torch.Tensor:
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
-                output_hidden_states=True)
-    hidden = out.hidden_states[-1]
+    """The head on the last real token's final hidden state; the LM head does not run over the sequence."""
+    hidden = final_hidden(model, input_ids, attention_mask)
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     return head(hidden[rows, last_token_index(attention_mask)])
 
@@ -99,7 +99,7 @@ def train_reward_model(model, tokenizer, rows: list[dict], *, steps: int, batch_
     from tqdm.auto import tqdm
 
     bar = tqdm(total=steps, desc="reward model", dynamic_ncols=True, disable=not distributed.is_main())
-    with active_adapter(model, ADAPTER, trainable=params), bar:
+    with active_adapter(model, ADAPTER, trainable=params), checkpointing_active(model), bar:
         for step in range(1, steps + 1):
             batch = gen.sample(train_rows, min(batch_size, len(train_rows)))
             chosen, rejected = encode_pairs(tokenizer, batch, max_length, device)

@@ -3,6 +3,8 @@ the algorithm train its adapters, evaluate the policy, and publish the run direc
 
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import sys
 import time
@@ -14,7 +16,7 @@ import torch
 import transformers
 
 from aligner import config as config_mod
-from aligner import data, distributed, evaluation, models, plugins, resources, rundir, sharding, terminal, tracking
+from aligner import data, distributed, evaluation, memory, models, plugins, resources, rundir, sharding, terminal, tracking
 from aligner.errors import TrainingError
 
 
@@ -56,7 +58,9 @@ def summary_table(summary: dict) -> str:
                  ("KL(policy || reference)", f"{summary['kl']:.3f}")]
     if summary.get("reward_model_accuracy") is not None:
         rows.append(("reward model held-out accuracy", f"{summary['reward_model_accuracy']:.3f}"))
-    rows += [("peak memory (MB)", f"{summary['peak_memory_mb']:.0f}"),
+    if summary.get("peak_tensor_mb") is not None:
+        rows.append(("peak tensor memory (MB)", f"{summary['peak_tensor_mb']:.1f}"))
+    rows += [("peak process memory (MB)", f"{summary['peak_memory_mb']:.0f}"),
              ("train time (s)", f"{summary['train_seconds']:.1f}")]
     if summary["trainable_params"] is not None:
         rows.append(("trainable params", f"{summary['trainable_params']:,}"))
@@ -164,7 +168,7 @@ def _metrics_sink(cfg, staging: Path, out: Path, main: bool, settings: dict):
     return metrics
 
 
-def _summary(algorithm, algo, cfg, where, context, policy, before, after, seconds: dict, peak: float) -> dict:
+def _summary(algorithm, algo, cfg, where, context, policy, before, after, seconds: dict, peak: dict) -> dict:
     return {
         "algorithm": algorithm,
         "variant": cfg.variant(),
@@ -182,7 +186,8 @@ def _summary(algorithm, algo, cfg, where, context, policy, before, after, second
         "response_tokens_after": after["response_tokens"],
         "eval_prompts": len(context.eval_prompts),
         "train_pairs": len(context.train_dataset),
-        "peak_memory_mb": peak,
+        "peak_memory_mb": peak["process"],
+        "peak_tensor_mb": peak["tensors"],
         "train_seconds": seconds["train"],
         "eval_seconds": seconds["eval"],
         "num_processes": distributed.world_size(),
@@ -213,9 +218,12 @@ def _run_claimed(algorithm, algo, cfg, gold, registry, where, state, main, out, 
                                registry=registry)
         resources.reset_peak()
         started = time.perf_counter()
-        policy = algo.train(context)
+        tensors = memory.TensorMemory(where.device) if cfg.tensor_memory else contextlib.nullcontext()
+        with tensors:
+            policy = algo.train(context)
         seconds["train"] = time.perf_counter() - started
-        peak = resources.peak_memory_mb(where.device)
+        peak = {"process": resources.peak_memory_mb(where.device),
+                "tensors": tensors.peak_mb if cfg.tensor_memory else None}
         if not main:
             metrics.close()
             distributed.finish()

@@ -47,7 +47,20 @@ def training_arguments(context) -> dict:
         bf16=context.placement.dtype == torch.bfloat16,
         dataloader_num_workers=0,
         disable_dropout=True,
+        **checkpointing_arguments(cfg.gradient_checkpointing),
     )
+
+
+def checkpointing_arguments(enabled: bool) -> dict:
+    """Always explicit, because TRL's DPO and ORPO configs default to checkpointing on; transformers 5.24 renamed
+    gradient_checkpointing to activation_checkpointing, and earlier 5.x releases have the old name only."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    prefix = "activation" if "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)} \
+        else "gradient"
+    return {f"{prefix}_checkpointing": enabled, f"{prefix}_checkpointing_kwargs": {"use_reentrant": False}}
 
 
 class QuietProgress(TrainerCallback):

@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 import yaml
 
 import aligner
@@ -30,6 +31,8 @@ def test_every_algorithm_trains_two_steps_and_writes_the_run_directory(tmp_path,
     assert config["algorithm"] == name and config["max_steps"] == 2
     assert json.loads((out / "summary.json").read_text()) == {k: v for k, v in summary.items() if k != "output_dir"}
     assert summary["settings_fingerprint"] and summary["train_seconds"] > 0 and summary["peak_memory_mb"] > 0
+    # the weights alone are counted (the toy base: 1.34M float32 parameters)
+    assert summary["peak_tensor_mb"] > 1.34e6 * 4 / 2**20
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(isinstance(row["step"], int) for row in rows)
     samples = json.loads((out / "samples.json").read_text())
@@ -44,3 +47,28 @@ def test_every_algorithm_trains_two_steps_and_writes_the_run_directory(tmp_path,
             assert rows, "a trained algorithm logs its steps"
     else:
         assert not (out / "adapter").exists() and summary["gold_reward_after"] is None
+
+
+@pytest.mark.parametrize("name", sorted(plugins.default().registry.algorithms))
+def test_every_algorithm_takes_gradient_checkpointing(tmp_path, toy_world, name):
+    """--gradient-checkpointing reaches every algorithm that trains through a model: decoder layers run again
+    inside the backward pass (an attention module's forward while a backward graph task is running)."""
+    algorithm = plugins.default().registry.algorithm(name)
+    fields = {f.name for f in dataclasses.fields(algorithm.config_class)}
+    settings = {k: v for k, v in TWO_STEPS.items() if k in fields}
+    recomputed = []
+
+    def spy(module, args, output):
+        if type(module).__name__.endswith("Attention") and torch._C._current_graph_task_id() != -1:
+            recomputed.append(type(module).__name__)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(spy)
+    try:
+        aligner.run(name, output_dir=str(tmp_path / "on"), gradient_checkpointing=True, tensor_memory=False,
+                    **settings)
+        assert bool(recomputed) == (name != "base"), f"{name}: {len(recomputed)} recomputed attention passes"
+        recomputed.clear()
+        aligner.run(name, output_dir=str(tmp_path / "off"), tensor_memory=False, **settings)
+        assert not recomputed, f"{name}: checkpointed without --gradient-checkpointing"
+    finally:
+        handle.remove()

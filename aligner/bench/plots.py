@@ -49,13 +49,17 @@ def resources(rows: list[dict], path: Path) -> None:
 
     rows = [r for r in rows if r["peak_memory_mb_mean"] is not None]
     labels = [r["group"] for r in rows]
-    fig, (mem, secs) = plt.subplots(1, 2, figsize=(10, 0.45 * len(rows) + 1.8))
+    fig, (tensors, mem, secs) = plt.subplots(1, 3, figsize=(14, 0.45 * len(rows) + 1.8))
+    tensors.barh(labels, [r["peak_tensor_mb_mean"] or 0 for r in rows],
+                 xerr=[r["peak_tensor_mb_std"] or 0 for r in rows])
+    tensors.set_xlabel("peak tensor memory (MB)")
     mem.barh(labels, [r["peak_memory_mb_mean"] for r in rows], xerr=[r["peak_memory_mb_std"] or 0 for r in rows])
-    mem.set_xlabel("peak memory (MB)")
+    mem.set_xlabel("peak process memory (MB)")
     secs.barh(labels, [r["train_seconds_mean"] for r in rows], xerr=[r["train_seconds_std"] or 0 for r in rows])
     secs.set_xlabel("train time (s)")
-    secs.set_yticklabels([])
     for ax in (mem, secs):
+        ax.set_yticklabels([])
+    for ax in (tensors, mem, secs):
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

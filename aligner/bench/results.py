@@ -14,10 +14,11 @@ from aligner.bench.suite import Suite
 from aligner.rundir import write_atomic, write_json
 
 RECORD_COLUMNS = ["id", "group", "algorithm", "variant", "seed", "status", "gold_reward", "gold_reward_base", "kl",
-                  "win_rate", "reward_model_accuracy", "peak_memory_mb", "train_seconds", "reward_model_seconds",
-                  "rollout_seconds", "update_seconds", "eval_seconds", "trainable_params", "tokens_per_second",
+                  "win_rate", "reward_model_accuracy", "peak_tensor_mb", "peak_memory_mb", "train_seconds",
+                  "reward_model_seconds", "rollout_seconds", "update_seconds", "eval_seconds", "trainable_params", "tokens_per_second",
                   "error"]
-AGGREGATE_METRICS = ["gold_reward", "kl", "win_rate", "reward_model_accuracy", "peak_memory_mb", "train_seconds",
+AGGREGATE_METRICS = ["gold_reward", "kl", "win_rate", "reward_model_accuracy", "peak_tensor_mb", "peak_memory_mb",
+                     "train_seconds",
                      "reward_model_seconds", "rollout_seconds", "update_seconds", "eval_seconds", "trainable_params",
                      "tokens_per_second"]
 
@@ -53,7 +54,7 @@ def record(out: Path, spec) -> dict:
         "gold_reward": summary["gold_reward_after"], "gold_reward_base": summary["gold_reward_before"],
         "kl": summary["kl"], "win_rate": win_rate(samples),
         "reward_model_accuracy": summary.get("reward_model_accuracy"), "peak_memory_mb": summary["peak_memory_mb"],
-        "train_seconds": summary["train_seconds"], "reward_model_seconds": summary.get("reward_model_seconds"),
+        "peak_tensor_mb": summary.get("peak_tensor_mb"), "train_seconds": summary["train_seconds"], "reward_model_seconds": summary.get("reward_model_seconds"),
         "rollout_seconds": summary.get("rollout_seconds"), "update_seconds": summary.get("update_seconds"),
         "eval_seconds": summary.get("eval_seconds"), "trainable_params": summary["trainable_params"],
         "tokens_per_second": mean_tokens_per_second(run_dir(out, spec) / "metrics.jsonl"), "error": None,
@@ -86,14 +87,15 @@ def _fmt(mean, std, digits=3) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     head = ("| run | algorithm | variant | seeds | gold reward | KL(policy‖ref) | win rate vs base | RM accuracy "
-            "| peak memory (MB) | train time (s) |")
-    lines = [head, "|" + "|".join([" --- "] * 10) + "|"]
+            "| peak tensor memory (MB) | peak process memory (MB) | train time (s) |")
+    lines = [head, "|" + "|".join([" --- "] * 11) + "|"]
     for r in rows:
         lines.append(f"| {r['group']} | {r['algorithm']} | {r['variant'] or ''} | {r['seeds']}"
                      f"{' (+' + str(r['failed']) + ' failed)' if r['failed'] else ''} "
                      f"| {_fmt(r['gold_reward_mean'], r['gold_reward_std'])} | {_fmt(r['kl_mean'], r['kl_std'], 2)} "
                      f"| {_fmt(r['win_rate_mean'], r['win_rate_std'])} "
                      f"| {_fmt(r['reward_model_accuracy_mean'], r['reward_model_accuracy_std'])} "
+                     f"| {_fmt(r['peak_tensor_mb_mean'], r['peak_tensor_mb_std'], 1)} "
                      f"| {_fmt(r['peak_memory_mb_mean'], r['peak_memory_mb_std'], 0)} "
                      f"| {_fmt(r['train_seconds_mean'], r['train_seconds_std'], 1)} |")
     return "\n".join(lines)

@@ -92,11 +92,12 @@ class CopiesRoles:
     value_head: torch.nn.Module
     trainable: list = field(default_factory=list)
 
-    def policy_and_values(self, input_ids, attention_mask, prompt_length, temperature):
+    def policy_and_values(self, input_ids, attention_mask, prompt_length, temperature, entropy=None):
         from aligner_ppo.roles import forward
 
-        out = forward(self.model, input_ids, attention_mask, prompt_length, temperature, hidden=False)
-        critic = forward(self.critic_model, input_ids, attention_mask, prompt_length, temperature, hidden=True)
+        out = forward(self.model, input_ids, attention_mask, prompt_length, temperature, hidden=False, entropy=entropy)
+        critic = forward(self.critic_model, input_ids, attention_mask, prompt_length, temperature, hidden=True,
+                         logprobs=False)
         return out, self.value_head(critic.hidden)
 
     @torch.no_grad()

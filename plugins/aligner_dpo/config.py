@@ -18,6 +18,10 @@ class DPOSettings(RunConfig):
     beta: float = setting(0.1, "KL strength: higher keeps the policy closer to the reference.")
     loss_type: str = setting("sigmoid", "DPO loss variant (TRL's names).", choices=LOSS_TYPES)
     label_smoothing: float = setting(0.0, "Assumed label noise for conservative DPO (sigmoid loss only).")
+    precompute_ref_log_probs: bool = setting(False, "Compute the reference's log-probs of every pair once before "
+                                                    "training (TRL's option) instead of in each step.")
+    padding_free: bool = setting(False, "Pack each batch into one row without padding (TRL's option; needs a "
+                                        "flash-attention implementation on a GPU).")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -13,8 +13,10 @@ from aligner.api import ResponseForward, ScalarHead, active_adapter, adapter_par
 POLICY, CRITIC = "default", "critic"
 
 
-def forward(model, input_ids, attention_mask, prompt_length: int, temperature: float, hidden: bool) -> ResponseForward:
-    return response_forward(model, input_ids, attention_mask, prompt_length, temperature, hidden)
+def forward(model, input_ids, attention_mask, prompt_length: int, temperature: float, hidden: bool,
+            entropy: str | None = None, logprobs: bool = True) -> ResponseForward:
+    return response_forward(model, input_ids, attention_mask, prompt_length, temperature, hidden=hidden,
+                            entropy=entropy, logprobs=logprobs)
 
 
 class SharedCritic:
@@ -24,8 +26,9 @@ class SharedCritic:
     name = "shared"
     adapters: tuple[str, ...] = ()
 
-    def policy_and_values(self, roles: "Roles", input_ids, attention_mask, prompt_length, temperature):
-        out = forward(roles.model, input_ids, attention_mask, prompt_length, temperature, hidden=True)
+    def policy_and_values(self, roles: "Roles", input_ids, attention_mask, prompt_length, temperature, entropy):
+        out = forward(roles.model, input_ids, attention_mask, prompt_length, temperature, hidden=True,
+                      entropy=entropy)
         return out, roles.value_head(out.hidden)
 
 
@@ -36,10 +39,12 @@ class SeparateCritic:
     name = "separate"
     adapters: tuple[str, ...] = (CRITIC,)
 
-    def policy_and_values(self, roles: "Roles", input_ids, attention_mask, prompt_length, temperature):
-        out = forward(roles.model, input_ids, attention_mask, prompt_length, temperature, hidden=False)
-        with active_adapter(roles.model, CRITIC, roles.trainable):
-            critic_out = forward(roles.model, input_ids, attention_mask, prompt_length, temperature, hidden=True)
+    def policy_and_values(self, roles: "Roles", input_ids, attention_mask, prompt_length, temperature, entropy):
+        out = forward(roles.model, input_ids, attention_mask, prompt_length, temperature, hidden=False,
+                      entropy=entropy)
+        with active_adapter(roles.model, CRITIC, roles.trainable):  # hidden states only: no LM head
+            critic_out = forward(roles.model, input_ids, attention_mask, prompt_length, temperature, hidden=True,
+                                 logprobs=False)
         return out, roles.value_head(critic_out.hidden)
 
 
@@ -72,10 +77,11 @@ class Roles:
         for p in self.trainable:
             p.requires_grad_(True)
 
-    def policy_and_values(self, input_ids, attention_mask, prompt_length, temperature) -> tuple[ResponseForward,
-                                                                                                torch.Tensor]:
-        """Policy log-probs at `temperature` and the critic's values, for one rollout batch."""
-        return self.critic.policy_and_values(self, input_ids, attention_mask, prompt_length, temperature)
+    def policy_and_values(self, input_ids, attention_mask, prompt_length, temperature, entropy: str | None = None
+                          ) -> tuple[ResponseForward, torch.Tensor]:
+        """Policy log-probs at `temperature` (and the entropy, if asked: "metric" or "loss") and the critic's
+        values, for one rollout batch."""
+        return self.critic.policy_and_values(self, input_ids, attention_mask, prompt_length, temperature, entropy)
 
     @torch.no_grad()
     def reference_logprobs(self, input_ids, attention_mask, prompt_length, temperature) -> torch.Tensor:

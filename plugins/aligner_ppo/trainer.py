@@ -13,7 +13,8 @@ import torch
 from peft import get_peft_model
 
 from aligner.api import (CHECKPOINTS, REWARD_ADAPTER, ConfigError, TrainingError, add_adapter, average_gradients,
-                         barrier, clip_grad_norm_, disable_dropout, gather_for_good, gathered, is_main, is_sharded,
+                         barrier, checkpointing_active, clip_grad_norm_, disable_dropout,
+                         enable_gradient_checkpointing, gather_for_good, gathered, is_main, is_sharded,
                          load_reward_model, lora_config, prompt_texts, rank, read_reward_model_meta, reduce_metrics,
                          save_adapter, save_reward_model, shard, sharding_requested, to_dict, train_reward_model,
                          world_size)
@@ -144,6 +145,7 @@ def ppo_update(roles: Roles, batch: Batch, optimizer, cfg, generator: torch.Gene
     micro = cfg.batch_size // cfg.gradient_accumulation_steps
     stats: dict[str, list[float]] = {k: [] for k in ("pg", "vf", "ent", "approxkl", "clipfrac", "vf_clipfrac")}
     stopped = False
+    entropy_mode = "loss" if cfg.entropy_coef > 0 else "metric"  # a metric only: no autograd graph through it
     for _ in range(cfg.ppo_epochs):
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, cfg.batch_size):
@@ -153,10 +155,10 @@ def ppo_update(roles: Roles, batch: Batch, optimizer, cfg, generator: torch.Gene
                 idx = minibatch[micro_start:micro_start + micro]
                 mask = batch.rollout.response_mask[idx].float()
                 out, values = roles.policy_and_values(batch.rollout.input_ids[idx], batch.rollout.attention_mask[idx],
-                                                      batch.rollout.prompt_length, cfg.temperature)
+                                                      batch.rollout.prompt_length, cfg.temperature, entropy_mode)
                 pl = pm.policy_loss(out.logprobs, batch.old_logprobs[idx], batch.advantages[idx], mask, cfg.cliprange)
                 vl = pm.value_loss(values, batch.old_values[idx], batch.returns[idx], mask, cfg.cliprange_value)
-                entropy = pm.masked_mean(pm.entropy_from_logits(out.logits), mask)
+                entropy = pm.masked_mean(out.entropy, mask)
                 loss = pl.loss + cfg.vf_coef * vl.loss - cfg.entropy_coef * entropy
                 check_finite("loss", loss, step, last_ckpt)
                 (loss / cfg.gradient_accumulation_steps).backward()
@@ -266,6 +268,8 @@ def setup(context) -> PPORun:
     controllers; restored from the checkpoint when resuming."""
     cfg, device = context.config, context.placement.device
     disable_dropout(context.base_model)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(context.base_model)
     sharded = shard_requested(cfg)
     model = get_peft_model(context.base_model, lora_config(cfg), adapter_name=POLICY)
     roles = Roles.build(model, cfg.critic, device)
@@ -315,7 +319,8 @@ def iteration(run: PPORun, step: int) -> dict:
     batch = score_rollout(run.roles, rollout, run.scorer, run.kl_ctl, run.moments, cfg, step, run.last_ckpt)
     update_started = time.perf_counter()
     metrics = iteration_metrics(batch, run.kl_ctl.value)
-    metrics.update(ppo_update(run.roles, batch, run.optimizer, cfg, run.sampler, step, run.last_ckpt))
+    with checkpointing_active(run.model):
+        metrics.update(ppo_update(run.roles, batch, run.optimizer, cfg, run.sampler, step, run.last_ckpt))
     update_time = time.perf_counter() - update_started
     score_time = update_started - scoring_started
     tokens = int(rollout.response_mask.sum())

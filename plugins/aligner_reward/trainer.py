@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from peft import get_peft_model
 
-from aligner.api import (REWARD_ADAPTER, adapter_parameters, is_main, lora_config, save_reward_model,
-                         train_reward_model)
+from aligner.api import (REWARD_ADAPTER, adapter_parameters, enable_gradient_checkpointing, is_main, lora_config,
+                         save_reward_model, train_reward_model)
 
 
 def train(context):
     cfg = context.config
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(context.base_model)
     # The reward adapter is added next to a `default` adapter that stays untouched: peft needs one to wrap the
     # base, and it keeps the saved reward adapter loadable under any name.
     model = get_peft_model(context.base_model, lora_config(cfg))
