@@ -86,6 +86,10 @@ def _run_command(args, parser: argparse.ArgumentParser) -> int:
     given = {k: v for k, v in vars(args).items() if k not in ("command", "algorithm", "config", "handler", "verbose")}
     file_values = config_mod.read_yaml(args.config, algo.config_class) if args.config else {}
     cfg = config_mod.build(algo.config_class, file_values, given)
+    if cfg.device != "cuda":
+        from aligner import threads
+
+        threads.adapt_to_load()
     run(args.algorithm, cfg, verbose=True)
     return 0
 

@@ -59,9 +59,11 @@ class RunConfig:
     gradient_checkpointing: bool = setting(False, "Recompute each decoder layer's activations in the backward pass "
                                                   "instead of keeping them: less memory, about a third more "
                                                   "compute per update.")
-    tensor_memory: bool = setting(True, "Report the peak memory of live tensors (peak_tensor_mb). Free on CUDA; on "
-                                        "CPU every operator is counted, which slows small models whose time goes "
-                                        "to per-operator overhead (the embedded toy world: about 30 percent).")
+    tensor_memory: str = setting("auto", "Count the peak memory of live tensors (peak_tensor_mb): on, off, or auto: "
+                                         "on CUDA (free there), and on CPU for bases of 100M parameters or more. "
+                                         "On CPU every operator is counted, which slows models whose time goes to "
+                                         "per-operator overhead: the embedded toy world's PPO by about 40 percent.",
+                                 choices=("auto", "on", "off"))
 
     def variant(self) -> str | None:
         """A short label for a variant of the algorithm (PPO's critic mode), shown beside its name."""

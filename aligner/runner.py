@@ -16,7 +16,8 @@ import torch
 import transformers
 
 from aligner import config as config_mod
-from aligner import data, distributed, evaluation, memory, models, plugins, resources, rundir, sharding, terminal, tracking
+from aligner import (data, distributed, evaluation, memory, models, plugins, resources, rundir, sharding, terminal,
+                     threads, tracking)
 from aligner.errors import TrainingError
 
 
@@ -158,6 +159,14 @@ def _load(cfg, where, state):
     return train_dataset, eval_prompts, base, tokenizer
 
 
+def _looking(log):
+    """Each logged step is also where a command looks at the machine's load again (aligner.threads)."""
+    def log_and_look(step, values):
+        log(step, values)
+        threads.look()
+    return log_and_look
+
+
 def _metrics_sink(cfg, staging: Path, out: Path, main: bool, settings: dict):
     """metrics.jsonl (and the --report-to tracker) on the main process; nothing on the others."""
     if not main:
@@ -214,16 +223,16 @@ def _run_claimed(algorithm, algo, cfg, gold, registry, where, state, main, out, 
         if main:
             rundir.write_yaml(staging / "config.yaml", {"algorithm": algorithm, **settings})
         context = TrainContext(config=cfg, base_model=base, tokenizer=tokenizer, train_dataset=train_dataset,
-                               eval_prompts=eval_prompts, placement=where, output_dir=staging, log_metrics=metrics,
+                               eval_prompts=eval_prompts, placement=where, output_dir=staging, log_metrics=_looking(metrics),
                                registry=registry)
         resources.reset_peak()
         started = time.perf_counter()
-        tensors = memory.TensorMemory(where.device) if cfg.tensor_memory else contextlib.nullcontext()
+        counting = memory.counts(cfg.tensor_memory, where.device, base)
+        tensors = memory.TensorMemory(where.device) if counting else contextlib.nullcontext()
         with tensors:
             policy = algo.train(context)
         seconds["train"] = time.perf_counter() - started
-        peak = {"process": resources.peak_memory_mb(where.device),
-                "tensors": tensors.peak_mb if cfg.tensor_memory else None}
+        peak = {"process": resources.peak_memory_mb(where.device), "tensors": tensors.peak_mb if counting else None}
         if not main:
             metrics.close()
             distributed.finish()

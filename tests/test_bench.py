@@ -15,6 +15,7 @@ from aligner.bench import suite as suite_mod
 from aligner.bench.results import RECORD_COLUMNS
 from aligner.bench.run import run_bench
 from aligner.cli import main
+from aligner.config import fingerprint as config_fingerprint
 from conftest import EXAMPLE_PLUGIN
 
 TINY = {"eval_prompts": 4, "eval_max_new_tokens": 6}
@@ -63,6 +64,14 @@ def test_sweeps_and_seeds_expand(tmp_path):
     assert [s.id for s in suite.runs] == ["d-beta0.1-seed0", "d-beta0.1-seed1", "d-beta0.5-seed0", "d-beta0.5-seed1",
                                           "o-seed7"]
     assert suite.runs[2].settings["beta"] == 0.5 and suite.runs[2].group == "d-beta0.5"
+    # tensor memory is counted on each group's first seed only, unless the suite says otherwise
+    assert [s.settings["tensor_memory"] for s in suite.runs] == ["on", "off", "on", "off", "on"]
+    dpo = plugins.default().registry.algorithm("dpo").config_class
+    assert config_fingerprint(dpo(tensor_memory="on")) == config_fingerprint(dpo(tensor_memory="off")), \
+        "counting changes no result, so a finished run is not rerun for it"
+    path = write_suite(tmp_path, {"seeds": [0, 1], "runs": [
+        {"name": "d", "algorithm": "dpo", "settings": {"tensor_memory": "off"}}]})
+    assert [s.settings["tensor_memory"] for s in suite_mod.load(path, plugins.default().registry).runs] == ["off"] * 2
 
 
 def test_builtin_suites_are_valid():
@@ -103,6 +112,7 @@ def test_smoke_suite_writes_every_output(smoke):
     ppo = [r for r in results["runs"] if r["algorithm"] == "ppo"]
     assert {r["variant"] for r in ppo} == {"critic=shared", "critic=separate"}
     assert all(r["reward_model_accuracy"] is not None and r["rollout_seconds"] > 0 for r in ppo)
+    assert all(r["peak_tensor_mb"] > 5 for r in results["runs"] if r["algorithm"] != "base"), "counted on seed 0"
     md = (out / "results.md").read_text()
     assert "| ppo-separate | ppo | critic=separate | 1 |" in md
 

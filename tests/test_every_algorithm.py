@@ -24,7 +24,7 @@ def test_every_algorithm_trains_two_steps_and_writes_the_run_directory(tmp_path,
     fields = {f.name for f in dataclasses.fields(algorithm.config_class)}
     settings = {k: v for k, v in TWO_STEPS.items() if k in fields}
     out = tmp_path / "run"
-    summary = aligner.run(name, output_dir=str(out), verbose=False, **settings)
+    summary = aligner.run(name, output_dir=str(out), verbose=False, tensor_memory="on", **settings)
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"], "no staging directory or lock left beside it"
     config = yaml.safe_load((out / "config.yaml").read_text())
@@ -64,11 +64,11 @@ def test_every_algorithm_takes_gradient_checkpointing(tmp_path, toy_world, name)
 
     handle = torch.nn.modules.module.register_module_forward_hook(spy)
     try:
-        aligner.run(name, output_dir=str(tmp_path / "on"), gradient_checkpointing=True, tensor_memory=False,
+        aligner.run(name, output_dir=str(tmp_path / "on"), gradient_checkpointing=True, tensor_memory="off",
                     **settings)
         assert bool(recomputed) == (name != "base"), f"{name}: {len(recomputed)} recomputed attention passes"
         recomputed.clear()
-        aligner.run(name, output_dir=str(tmp_path / "off"), tensor_memory=False, **settings)
+        aligner.run(name, output_dir=str(tmp_path / "off"), tensor_memory="off", **settings)
         assert not recomputed, f"{name}: checkpointed without --gradient-checkpointing"
     finally:
         handle.remove()

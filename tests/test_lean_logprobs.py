@@ -142,3 +142,28 @@ def test_chunked_log_probs_never_hold_the_full_vocabulary_logits():
     plain = peak(lambda: straightforward(model, ids, mask, p, 1.0)[0])
     assert plain > 2 * full_logits
     assert lean < full_logits, (lean, full_logits)
+
+
+@pytest.mark.slow
+def test_ppo_trains_the_same_adapter_with_the_full_vocabulary_routines(tmp_path, toy_world, monkeypatch):
+    """A short PPO run with the lean routines and with the full-vocabulary ones they replaced (kept in
+    benchmarks.perf.full_vocab for the perf suite's before/after) ends with the same policy and critic."""
+    import aligner
+    import aligner.reward_model
+    import aligner_ppo.roles
+    from safetensors.torch import load_file
+
+    from benchmarks.perf import full_vocab
+
+    settings = dict(max_steps=3, rollout_batch_size=16, batch_size=8, reward_model_steps=20, eval_prompts=8,
+                    eval_max_new_tokens=8, response_length=12)
+    aligner.run("ppo", output_dir=str(tmp_path / "lean"), **settings)
+    monkeypatch.setattr(logprobs, "response_forward", full_vocab.response_forward)
+    monkeypatch.setattr(aligner_ppo.roles, "response_forward", full_vocab.response_forward)
+    monkeypatch.setattr(aligner.reward_model, "sequence_scores", full_vocab.sequence_scores)
+    aligner.run("ppo", output_dir=str(tmp_path / "full"), **settings)
+    for part in ("adapter/adapter_model.safetensors", "critic/value_head.safetensors"):
+        lean, full = load_file(str(tmp_path / "lean" / part)), load_file(str(tmp_path / "full" / part))
+        assert lean.keys() == full.keys()
+        for key in lean:
+            torch.testing.assert_close(lean[key], full[key], atol=1e-6, rtol=0)

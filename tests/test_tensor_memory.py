@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from aligner.memory import StorageCounter, TensorMemory
+from aligner.memory import CPU_AUTO_PARAMETERS, StorageCounter, TensorMemory, counts
 
 F32 = 4
 
@@ -60,3 +60,11 @@ def test_the_counter_sees_only_its_device_type():
     with counter:
         torch.ones(1000)
     assert counter.peak == 0 and counter.current == 0
+
+
+def test_auto_counts_on_cuda_and_for_large_bases_on_cpu():
+    small, large = torch.nn.Linear(10, 10), torch.nn.Linear(1, 1)
+    large.weight = torch.nn.Parameter(torch.empty(CPU_AUTO_PARAMETERS, 1, device="meta"))
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not counts("auto", cpu, small) and counts("auto", cpu, large) and counts("auto", cuda, small)
+    assert counts("on", cpu, small) and not counts("off", cuda, large)

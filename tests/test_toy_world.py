@@ -2,6 +2,7 @@ import json
 import random
 
 import pytest
+import torch
 
 from aligner.toy import grammar, world
 from aligner.toy.gold import vader_compound
@@ -63,3 +64,46 @@ def test_default_world_is_usable(toy_world):
     assert stats["parameters"] > 1_000_000
     assert stats["pretrain_loss_last"] < stats["pretrain_loss_first"] - 2
     assert stats["pairs"] > 1000 and stats["eval_prompts"] == 256
+
+
+def test_default_world_matches_the_reference_checksums(toy_world):
+    assert world.checksums(toy_world.root) == world.CHECKSUMS[0]
+
+
+@pytest.mark.slow
+def test_small_world_build_is_the_same_with_one_and_two_threads(tmp_path):
+    sizes = dict(corpus_size=640, n_eval_prompts=8, samples_per_prompt=2, prefix_corpus_size=60, log=lambda m: None)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            world.build(tmp_path / str(threads), seed=5, **sizes)
+    finally:
+        torch.set_num_threads(before)
+    assert world.checksums(tmp_path / "1") == world.checksums(tmp_path / "2")
+
+
+def test_two_processes_needing_the_world_build_it_once(tmp_path, monkeypatch):
+    """The second caller waits on the first one's lock and then finds the world built."""
+    import threading
+    import time
+
+    monkeypatch.setenv("ALIGNER_CACHE", str(tmp_path))
+    builds, messages = [], []
+
+    def slow_build(root, seed=0, log=print):
+        builds.append(seed)
+        time.sleep(0.5)
+        (root / "world.json").write_text("{}")
+
+    monkeypatch.setattr(world, "build", slow_build)
+    first = threading.Thread(target=world.ensure, kwargs={"log": messages.append})
+    first.start()
+    time.sleep(0.1)
+    second = world.ensure(log=messages.append)
+    first.join()
+    assert builds == [0]
+    assert second.root == tmp_path / f"toy-{world.WORLD_VERSION}-seed0" and (second.root / "world.json").is_file()
+    assert any("waiting for process" in m for m in messages), messages
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".toy-{world.WORLD_VERSION}-seed0.lock",
+                                                          f"toy-{world.WORLD_VERSION}-seed0"]

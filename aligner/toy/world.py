@@ -20,11 +20,21 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from aligner import threads
 from aligner.toy import grammar
 from aligner.toy.gold import vader_compound
 from aligner.toy.tokenizer import build_tokenizer
 
 WORLD_VERSION = "v1"
+
+CHECKSUMS = {
+    0: {"model/model.safetensors": "c41ab28b032922899748d36787df9c61d3c3e276b9b2c141719e7e9d156d8279",
+        "preferences.jsonl": "2b49b2141b0c36d2d0f54004122d6f9452bdd6f852d4f8b9352d950debc5164c",
+        "eval_prompts.jsonl": "98fd7a7266b51770645b5b30319751c5dbca0998c3bcf50260c7948f2c34a33c"},
+}
+"""SHA-256 of the files a build writes, per seed, as built on the reference machine (x86-64, torch 2.13 CPU) with
+one thread and with two: a world that differs was built by different arithmetic, and its runs will not reproduce
+the committed benchmark figures."""
 TOY_MODEL = "aligner-toy"
 """The value of `--model` / `--dataset` that selects the embedded default."""
 
@@ -92,6 +102,7 @@ def pretrain(model: LlamaForCausalLM, tokenizer, texts: list[str], seed: int, ba
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        threads.look()  # the thread count changes nothing built: one and two threads give the same bytes
     model.eval()
     return losses
 
@@ -180,23 +191,52 @@ def build(root: Path, seed: int = 0, corpus_size: int = 24000, n_eval_prompts: i
              "pretrain_loss_first": losses[0], "pretrain_loss_last": sum(losses[-20:]) / 20,
              "train_prompts": len(train_prompts), "pairs": len(pairs), "eval_prompts": len(eval_prompts),
              "build_seconds": round(time.perf_counter() - started, 1)}
+    stats["sha256"] = checksums(root)
+    expected = CHECKSUMS.get(seed)
+    if expected is not None and stats["sha256"] != expected:
+        log(f"aligner: warning: this machine built a toy world that differs from the reference build of seed {seed} "
+            f"({', '.join(k for k in expected if stats['sha256'].get(k) != expected[k])}); runs on it will not "
+            f"reproduce the committed benchmark figures")
     (root / "world.json").write_text(json.dumps(stats, indent=2))
     return stats
 
 
+def checksums(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {name: hashlib.sha256((root / name).read_bytes()).hexdigest()
+            for name in ("model/model.safetensors", "preferences.jsonl", "eval_prompts.jsonl")}
+
+
 def ensure(seed: int = 0, log=print) -> ToyWorld:
     """The cached world for `seed`, built first if missing. Built in a temp dir and renamed, so a killed build
-    never leaves a half-written world behind."""
+    never leaves a half-written world behind; an flock beside it makes a second process that needs the world at
+    the same time wait for the first one's build instead of building it too."""
+    import fcntl
+
     root = cache_dir() / f"toy-{WORLD_VERSION}-seed{seed}"
-    if not (root / "world.json").exists():
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
+    if (root / "world.json").exists():
+        return ToyWorld(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "a+", encoding="utf-8") as lock:
         try:
-            build(tmp, seed=seed, log=log)
-            if not (root / "world.json").exists():
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            log(f"aligner: waiting for {holder} to finish building the toy world in {root}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "world.json").exists():
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"process {os.getpid()}")
+            lock.flush()
+            tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
+            try:
+                build(tmp, seed=seed, log=log)
                 if root.exists():
                     shutil.rmtree(root)
                 os.replace(tmp, root)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
     return ToyWorld(root)

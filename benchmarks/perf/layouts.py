@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from aligner import resources
+from aligner.memory import TensorMemory
 from benchmarks.perf import world as perf_world
 from benchmarks.perf.flops import Shape, forward_flops, lora_train_flops
 
@@ -41,12 +42,13 @@ def sync(device) -> None:
 def run(layout: str, args) -> dict:
     where = placement()
     resources.reset_peak()  # before any weights exist: the peak includes every copy of them
-    if layout == "dpo":
-        result = run_dpo(args, where)
-    else:
-        result = run_ppo(layout, args, where)
+    with TensorMemory(where.device) as tensors:
+        if layout == "dpo":
+            result = run_dpo(args, where)
+        else:
+            result = run_ppo(layout, args, where)
     return {"layout": layout, "device": torch.cuda.get_device_name() if where.device.type == "cuda" else "cpu",
-            "dtype": str(where.dtype).removeprefix("torch."), **result,
+            "dtype": str(where.dtype).removeprefix("torch."), **result, "peak_tensor_mb": tensors.peak_mb,
             "peak_memory_mb": resources.peak_memory_mb(where.device)}
 
 
@@ -71,7 +73,7 @@ def run_dpo(args, where) -> dict:
 
     with tempfile.TemporaryDirectory() as scratch:
         cfg = DPOSettings(batch_size=B, max_steps=args.steps, max_length=P + R, lora_r=LORA_RANK,
-                          lora_alpha=2 * LORA_RANK, output_dir=scratch)
+                          lora_alpha=2 * LORA_RANK, output_dir=scratch, tensor_memory="off")
         context = TrainContext(cfg, base, tok, datasets.Dataset.from_list(pairs), [], where, Path(scratch),
                                log_step, None)
         train(context)

@@ -71,36 +71,51 @@ def report(results: list[dict], rates: dict, args) -> str:
              f"{args.response_length} tokens, {where}", "",
              f"Measured: matmul {rates['matmul_flops_per_second'] / 1e12:.2f} TFLOP/s, copy bandwidth "
              f"{rates['bandwidth_bytes_per_second'] / 1e9:.1f} GB/s; PPO rollouts with a {args.generation_cache} "
-             f"KV cache; times are medians over steps 2-{args.steps}.", "",
-             "| layout | peak memory (MB) | rollout (s) | scoring (s) | update (s) | gen tokens/s | roofline | update MFU |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"KV cache; times are medians over steps 2-{args.steps}." if args.steps > 2 else
+             f"KV cache; times are those of step 2 (the first is warm-up).", "",
+             f"Log-prob routines: {args.logprobs} ({'the full-vocabulary ones aligner used before' if args.logprobs == 'full' else 'chunked, response positions only, heads without the LM head'}). "
+             "Peak tensor memory counts live tensor storages (CUDA: max_memory_allocated; CPU: aligner's counter); "
+             "peak process memory is the CPU process's resident set (or, on CUDA, the same allocator figure).", "",
+             "| layout | peak tensor memory (MB) | peak process memory (MB) | rollout (s) | scoring (s) | update (s) "
+             "| gen tokens/s | roofline | update MFU |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['layout']} | failed: {r['error']} | | | | | | |")
+            lines.append(f"| {r['layout']} | failed: {r['error']} | | | | | | | |")
             continue
         mfu = r["update_flops"] / r["update_seconds"] / rates["matmul_flops_per_second"]
         roofline = (f"{r['decode_bytes'] / rates['bandwidth_bytes_per_second'] / r['rollout_seconds']:.0%}"
                     if "rollout_seconds" in r else "-")
-        cells = [_cell(r, "peak_memory_mb", ".0f"), _cell(r, "rollout_seconds", ".3f"),
+        cells = [_cell(r, "peak_tensor_mb", ".0f"), _cell(r, "peak_memory_mb", ".0f"), _cell(r, "rollout_seconds", ".3f"),
                  _cell(r, "scoring_seconds", ".3f"), _cell(r, "update_seconds", ".3f"),
                  _cell(r, "generation_tokens_per_second", ",.0f"), roofline, f"{mfu:.1%}"]
         lines.append(f"| {r['layout']} | " + " | ".join(cells) + " |")
-    peak = {r["layout"]: r["peak_memory_mb"] for r in done}
-    if "ppo-shared" in peak and "dpo" in peak:
-        lines += ["", f"PPO with all four roles on one base (shared critic) peak memory: "
-                      f"{peak['ppo-shared'] / peak['dpo']:.2f}x DPO's (target <= 1.5x)."]
-    for layout in ("ppo-shared", "ppo-separate"):
-        if layout in peak and "ppo-copies" in peak:
-            lines.append(f"{layout} peak memory: {peak[layout] / peak['ppo-copies']:.2f}x the four-copies layout's "
-                         f"(target <= 0.5x).")
+    lines += ["", *ratio_lines({r["layout"]: r["peak_tensor_mb"] for r in done if "peak_tensor_mb" in r})]
     return "\n".join(lines) + "\n"
+
+
+TARGETS = {("ppo-shared", "dpo"): 1.5, ("ppo-separate", "dpo"): 1.7, ("ppo-shared", "ppo-copies"): 0.5,
+           ("ppo-separate", "ppo-copies"): 0.5}
+"""Peak tensor memory ratios and their targets: one base for every role must cost little more than DPO, and at
+most half of four full copies."""
+
+
+def ratio_lines(peak: dict) -> list[str]:
+    out = []
+    for (layout, against), target in TARGETS.items():
+        if layout in peak and against in peak:
+            ratio = peak[layout] / peak[against]
+            out.append(f"- {layout} / {against} peak tensor memory: {ratio:.2f}x (target <= {target}x: "
+                       f"{'met' if ratio <= target else 'missed'})")
+    return out
 
 
 def run_one(layout: str, args) -> dict:
     """One layout in a fresh process; its last stdout line is its result."""
     command = [sys.executable, "-m", "benchmarks.perf", "--only", layout, "--shape", args.shape, "--batch",
                str(args.batch), "--prompt-length", str(args.prompt_length), "--response-length",
-               str(args.response_length), "--steps", str(args.steps), "--generation-cache", args.generation_cache]
+               str(args.response_length), "--steps", str(args.steps), "--generation-cache", args.generation_cache,
+               "--logprobs", args.logprobs]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["exit code %d" % done.returncode])[-1]
@@ -121,11 +136,14 @@ def parse(argv):
     parser.add_argument("--generation-cache", choices=("static", "dynamic"), default="static",
                         help="KV cache of PPO's rollouts (its --generation-cache setting).")
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=LAYOUTS)
+    parser.add_argument("--logprobs", choices=("lean", "full"), default="lean",
+                        help="full: the full-vocabulary log-prob routines aligner used before (benchmarks.perf."
+                             "full_vocab), to measure what the lean ones save.")
     parser.add_argument("--output-dir", default=None, help="Default: bench-runs/perf-<shape>.")
     parser.add_argument("--only", choices=LAYOUTS, help=argparse.SUPPRESS)  # internal: one layout, this process
     args = parser.parse_args(argv)
-    if args.steps < 3:
-        parser.error(f"--steps must be at least 3 (one warm-up step, and a median over the others), got {args.steps}")
+    if args.steps < 2:
+        parser.error(f"--steps must be at least 2 (one warm-up step, and a median over the others), got {args.steps}")
     return args
 
 
@@ -133,6 +151,11 @@ def main(argv=None) -> int:
     args = parse(argv)
     if args.only:
         from benchmarks.perf.layouts import run
+
+        if args.logprobs == "full":
+            from benchmarks.perf import full_vocab
+
+            full_vocab.install()
 
         print(json.dumps(run(args.only, args)))
         return 0
@@ -147,7 +170,9 @@ def main(argv=None) -> int:
     from aligner.rundir import write_atomic, write_json
 
     command = "python -m benchmarks.perf " + " ".join(sys.argv[1:] if argv is None else argv)
-    write_json(out / "perf.json", {"command": command, "versions": versions(), "rates": rates, "results": results})
+    settings = {k: v for k, v in vars(args).items() if k not in ("only", "output_dir", "layouts")}
+    write_json(out / "perf.json", {"command": command, "args": settings, "versions": versions(), "rates": rates,
+                                   "results": results})
     text = report(results, rates, args) + f"\nCommand: `{command}`\n"
     write_atomic(out / "perf.md", text)
     print(text)

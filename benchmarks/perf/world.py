@@ -16,6 +16,8 @@ SHAPES = {
                          num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
     "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
                          num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "qwen2.5-7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                       num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
     "tiny": dict(hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
                  num_key_value_heads=2, vocab_size=2048, tie_word_embeddings=True),
 }
@@ -41,7 +43,9 @@ def model(shape: str, tok, device, dtype, seed: int = 0):
     torch.manual_seed(seed)
     cfg = config(shape)
     cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id = tok.pad_token_id, tok.bos_token_id, tok.eos_token_id
-    built = Qwen2ForCausalLM(cfg).to(device=device, dtype=dtype).eval()
+    built = Qwen2ForCausalLM._from_config(cfg, dtype=dtype).eval()  # in `dtype` from the start: no float32 copy
+    if torch.device(device).type != "cpu":
+        built = built.to(device)
     built.generation_config.pad_token_id = tok.pad_token_id
     built.generation_config.eos_token_id = tok.eos_token_id
     for p in built.parameters():
