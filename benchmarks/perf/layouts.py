@@ -156,7 +156,8 @@ def run_ppo(layout: str, args, where) -> dict:
     B, P, R = args.batch, args.prompt_length, args.response_length
     critic_mode = "shared" if layout == "ppo-shared" else "separate"
     cfg = PPOSettings(critic=critic_mode, rollout_batch_size=B, batch_size=B, ppo_epochs=1, response_length=R,
-                      lora_r=LORA_RANK, lora_alpha=2 * LORA_RANK, generation_cache=args.generation_cache)
+                      max_length=P + R, lora_r=LORA_RANK, lora_alpha=2 * LORA_RANK,
+                      generation_cache=args.generation_cache)
     tok = perf_world.tokenizer(args.shape, P + R)
     roles, scorer = build_ppo(layout, args.shape, tok, where, critic_mode)
     for p in roles.trainable:
