@@ -10,8 +10,13 @@ Registering: `Algorithm`, `RewardFunction`, `hookimpl`. Settings: `RunConfig`, `
 - sampling and log-probs: `sample`, `Samples`, `prompt_texts`, `response_forward`, `response_logprobs`,
   `position_ids`, `final_hidden` (last hidden states without the LM head), `head_logprobs` (chunked LM head);
 - measuring: `TensorMemory` (peak bytes of live tensors, CPU or CUDA);
+- offline training on pairs: `encode_pairs` / `encode_sequences` (tokens, padding, masks), `sequence_logprobs`,
+  `pair_batches`, `optimize` (AdamW, warm-up, clipping, gradient averaging, logging, progress);
+- critic-free online training: `OnlineSettings`, `train_online` (give it an advantage function of an
+  `OnlineRollout`), `clipped_loss`, `aggregate`, `k3`;
 - heads and reward models: `ScalarHead`, `last_token_index`, `RewardModel`, `train_reward_model`,
-  `save_reward_model`, `load_reward_model`, `read_reward_model_meta`;
+  `save_reward_model`, `load_reward_model`, `read_reward_model_meta`; reward sources for online algorithms
+  (a reward model or a reward function): `attach_reward`, `reward_scorer`, `check_reward`;
 - TRL trainers: `train_with_trl`, `training_arguments`;
 - several processes: `rank`, `world_size`, `is_main`, `barrier`, `average_gradients`, `clip_grad_norm_`,
   `reduce_metrics`; FSDP2 sharding: `sharding_requested`, `shard`, `is_sharded`, `gathered`, `gather_for_good`;
@@ -31,6 +36,12 @@ from aligner.hookspecs import hookimpl
 from aligner.logprobs import (ResponseForward, final_hidden, head_logprobs, position_ids, response_forward,
                               response_logprobs)
 from aligner.memory import TensorMemory
+from aligner.online import Rollout as OnlineRollout
+from aligner.online import aggregate, clipped_loss, k3, train_online
+from aligner.online import check as check_online
+from aligner.online_settings import OnlineSettings
+from aligner.loop import optimize
+from aligner.pairs import PairBatch, Sequences, encode_pairs, encode_sequences, pair_batches, sequence_logprobs
 from aligner.models import (Placement, active_adapter, adapter_parameters, add_adapter, base_fingerprint,
                             checkpointing_active, disable_dropout, enable_gradient_checkpointing, lora_config,
                             save_adapter, trainable_parameters)
@@ -40,6 +51,9 @@ from aligner.reward_model import RewardModel, RewardModelError, pairwise_accurac
 from aligner.reward_model import load as load_reward_model
 from aligner.reward_model import read_meta as read_reward_model_meta
 from aligner.reward_model import save as save_reward_model
+from aligner.rewards import attach as attach_reward
+from aligner.rewards import check as check_reward
+from aligner.rewards import scorer as reward_scorer
 from aligner.rundir import CHECKPOINTS
 from aligner.runner import TrainContext
 from aligner.sampling import Samples, prompt_texts, sample
@@ -65,8 +79,10 @@ __all__ = [
     "trainable_parameters", "base_fingerprint", "reference", "enable_gradient_checkpointing", "checkpointing_active",
     "sample", "Samples", "prompt_texts", "response_forward", "response_logprobs", "ResponseForward", "position_ids",
     "final_hidden", "head_logprobs", "TensorMemory",
+    "OnlineSettings", "OnlineRollout", "train_online", "check_online", "clipped_loss", "aggregate", "k3",
+    "PairBatch", "Sequences", "encode_pairs", "encode_sequences", "pair_batches", "sequence_logprobs", "optimize",
     "ScalarHead", "last_token_index", "REWARD_ADAPTER", "RewardModel", "RewardModelError", "train_reward_model", "pairwise_accuracy", "save_reward_model",
-    "load_reward_model", "read_reward_model_meta",
+    "load_reward_model", "read_reward_model_meta", "attach_reward", "reward_scorer", "check_reward",
     "train_with_trl", "training_arguments",
     "rank", "world_size", "is_main", "barrier", "average_gradients", "clip_grad_norm_", "reduce_metrics",
     "sharding_requested", "shard", "is_sharded", "gathered", "gather_for_good",

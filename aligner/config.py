@@ -217,11 +217,16 @@ PLACE_ONLY = frozenset({"output_dir", "overwrite", "resume", "allow_changed_sett
 def fingerprint(config) -> str:
     """A short hash of every setting that can change a run's result (all but PLACE_ONLY). Stored in each run's
     summary.json and checkpoints, so a benchmark re-run or a `--resume` can tell that settings changed."""
+    return fingerprint_values(to_dict(config))
+
+
+def fingerprint_values(values: dict) -> str:
+    """`fingerprint` of a run's settings as a dict (every field of its config)."""
     import hashlib
     import json
 
-    values = {k: v for k, v in to_dict(config).items() if k not in PLACE_ONLY}
-    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    kept = {k: v for k, v in values.items() if k not in PLACE_ONLY}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def changed_settings(before: dict, after: dict, ignore=frozenset()) -> list[str]:

@@ -159,12 +159,19 @@ def _load(cfg, where, state):
     return train_dataset, eval_prompts, base, tokenizer
 
 
-def _looking(log):
-    """Each logged step is also where a command looks at the machine's load again (aligner.threads)."""
-    def log_and_look(step, values):
-        log(step, values)
+class _Steps:
+    """The metrics sink an algorithm logs to: each logged step is also where a command looks at the machine's load
+    again (aligner.threads), and the last cumulative `num_tokens` (TRL's and `optimize`'s count of tokens trained
+    on) is kept for the summary's compute figures."""
+
+    def __init__(self, log):
+        self.log, self.num_tokens = log, None
+
+    def __call__(self, step, values):
+        self.log(step, values)
+        if "num_tokens" in values:
+            self.num_tokens = values["num_tokens"]
         threads.look()
-    return log_and_look
 
 
 def _metrics_sink(cfg, staging: Path, out: Path, main: bool, settings: dict):
@@ -200,6 +207,9 @@ def _summary(algorithm, algo, cfg, where, context, policy, before, after, second
         "train_seconds": seconds["train"],
         "eval_seconds": seconds["eval"],
         "num_processes": distributed.world_size(),
+        # compute: tokens sampled, and tokens through a forward and backward pass (forward-only passes not counted)
+        "generated_tokens": 0,
+        "trained_tokens": context.log_metrics.num_tokens if isinstance(context.log_metrics, _Steps) else None,
         **context.summary_extras,
         # what the algorithm says it trained (critic and heads included), else the policy's trainable count
         "trainable_params": context.summary_extras.get(
@@ -222,8 +232,9 @@ def _run_claimed(algorithm, algo, cfg, gold, registry, where, state, main, out, 
     try:
         if main:
             rundir.write_yaml(staging / "config.yaml", {"algorithm": algorithm, **settings})
+        steps = _Steps(metrics)
         context = TrainContext(config=cfg, base_model=base, tokenizer=tokenizer, train_dataset=train_dataset,
-                               eval_prompts=eval_prompts, placement=where, output_dir=staging, log_metrics=_looking(metrics),
+                               eval_prompts=eval_prompts, placement=where, output_dir=staging, log_metrics=steps,
                                registry=registry)
         resources.reset_peak()
         started = time.perf_counter()

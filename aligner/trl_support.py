@@ -104,6 +104,25 @@ def train_with_trl(trainer_class, args, context):
         callbacks=[MetricsCallback(context.log_metrics)],
     )
     quiet_progress(trainer)
+    counted = count_pair_tokens(trainer)
     trainer.train()
+    if counted["tokens"]:  # trainers that log no num_tokens of their own (ORPO)
+        context.summary_extras.setdefault("trained_tokens", counted["tokens"])
     sharding.gather_for_good(trainer.model)  # under FSDP2, the main process then evaluates and saves alone
     return trainer.model
+
+
+def count_pair_tokens(trainer) -> dict:
+    """Counts the chosen and rejected tokens of every training batch of trainers that tokenize pairs into
+    `chosen_attention_mask` / `rejected_attention_mask` (TRL's ORPO), whose logs carry no `num_tokens`."""
+    counted = {"tokens": 0}
+    collate = trainer.data_collator
+
+    def counting(features):
+        batch = collate(features)
+        counted["tokens"] += sum(int(batch[key].sum()) for key in ("chosen_attention_mask", "rejected_attention_mask")
+                                 if key in batch)
+        return batch
+
+    trainer.data_collator = counting
+    return counted

@@ -78,10 +78,13 @@ def test_builtin_suites_are_valid():
     registry = plugins.default().registry
     default = suite_mod.load("default", registry)
     algorithms = {s.algorithm for s in default.runs}
-    assert algorithms == {"base", "ppo", "dpo", "orpo"}
-    for name in ("base", "ppo-shared", "ppo-separate", "dpo", "orpo"):
+    assert algorithms == {"reward", "base", "ppo", "grpo", "rloo", "reinforce-pp", "dpo", "ipo", "simpo", "kto",
+                          "orpo"}, "every built-in, the shared reward model included"
+    for name in ("base", "ppo-shared", "ppo-separate", "grpo", "rloo", "reinforce-pp", "dpo", "ipo", "simpo", "kto",
+                 "orpo"):
         assert len([s for s in default.runs if s.name == name]) >= 3, f"{name} needs 3 seeds"
-    for algorithm, key in (("ppo", "kl_coef"), ("dpo", "beta")):
+    assert len([s for s in default.runs if s.algorithm == "reward"]) == 3, "one reward model per seed"
+    for algorithm, key in (("ppo", "kl_coef"), ("grpo", "kl_coef"), ("dpo", "beta")):
         strengths = {s.settings.get(key) for s in default.runs if s.algorithm == algorithm and s.settings.get(
             "critic", "shared") == "shared"}
         assert len(strengths) >= 3, f"{algorithm} needs >= 3 KL strengths, has {strengths}"
@@ -99,20 +102,32 @@ def smoke(tmp_path_factory, toy_world):
 def test_smoke_suite_writes_every_output(smoke):
     out, outcome = smoke
     assert outcome["failed"] == []
-    for name in ("results.json", "results.csv", "results.md", "reward_vs_kl.png", "resources.png"):
+    for name in ("results.json", "results.csv", "results.md", "reward_vs_kl.png", "resources.png",
+                 "reward_vs_compute.png"):
         assert (out / name).stat().st_size > 0, name
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == RECORD_COLUMNS
-    assert {r["algorithm"] for r in rows} == {"base", "ppo", "dpo", "orpo"}
+    assert {r["algorithm"] for r in rows} == {"reward", "base", "ppo", "grpo", "rloo", "reinforce-pp", "dpo", "ipo",
+                                               "simpo", "kto", "orpo"}
     results = json.loads((out / "results.json").read_text())
-    assert results["versions"]["torch"] and len(results["aggregates"]) == 5
+    assert results["versions"]["torch"] and len(results["aggregates"]) == 12
+    # one reward model, shared by every online run
+    shared = str(out / "runs" / "reward-model-seed0" / "reward_model")
+    for r in results["runs"]:
+        if r["algorithm"] in ("ppo", "grpo", "rloo", "reinforce-pp"):
+            config = yaml.safe_load((out / "runs" / r["id"] / "config.yaml").read_text())
+            assert config["reward_model"] == shared, r["id"]
+            assert r["generated_tokens"] > 0 and r["trained_tokens"] > 0
+        elif r["algorithm"] not in ("base", "reward"):
+            assert r["trained_tokens"] > 0 and r["compute"] == 3 * r["trained_tokens"], r["id"]
     base = next(r for r in results["runs"] if r["algorithm"] == "base")
     assert base["kl"] == 0.0 and base["win_rate"] == 0.5 and base["gold_reward"] == base["gold_reward_base"]
     ppo = [r for r in results["runs"] if r["algorithm"] == "ppo"]
     assert {r["variant"] for r in ppo} == {"critic=shared", "critic=separate"}
     assert all(r["reward_model_accuracy"] is not None and r["rollout_seconds"] > 0 for r in ppo)
-    assert all(r["peak_tensor_mb"] > 5 for r in results["runs"] if r["algorithm"] != "base"), "counted on seed 0"
+    assert all(r["peak_tensor_mb"] > 5 for r in results["runs"] if r["algorithm"] not in ("base", "reward")), \
+        "counted on seed 0 (the shared reward model is not counted)"
     md = (out / "results.md").read_text()
     assert "| ppo-separate | ppo | critic=separate | 1 |" in md
 
@@ -123,8 +138,8 @@ def test_rerunning_keeps_finished_runs(smoke):
     before = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
     messages = []
     outcome = run_bench("smoke", str(out), rerun=False, registry=plugins.default().registry, log=messages.append)
-    assert outcome["failed"] == [] and len(before) == 5
-    assert sum("finished earlier, kept" in m for m in messages) == 5
+    assert outcome["failed"] == [] and len(before) == 12
+    assert sum("finished earlier, kept" in m for m in messages) == 12
     assert before == {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
 
 

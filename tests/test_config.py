@@ -24,7 +24,8 @@ def test_run_help_lists_flags_with_defaults(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run", "nope"], "invalid choice: 'nope' (choose from 'base', 'dpo', 'orpo', 'ppo', 'reward'"),
+    (["run", "nope"], "invalid choice: 'nope' (choose from 'base', 'dpo', 'grpo', 'ipo', 'kto', 'orpo', 'ppo', "
+                      "'reinforce-pp', 'reward', 'rloo', 'simpo'"),
     (["run", "dpo", "--bogus", "1"], "unrecognized arguments: --bogus"),
     (["run", "dpo", "--max-steps", "ten"], "--max-steps: invalid int value: 'ten'"),
     (["run", "dpo", "--device", "tpu"], "--device: invalid choice: 'tpu'"),

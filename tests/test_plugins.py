@@ -17,7 +17,9 @@ BAD = REPO / "tests" / "plugins" / "bad"
 def test_builtins_are_entry_point_plugins():
     loaded = plugins.load()
     for name, algorithms in (("base", ["base"]), ("dpo", ["dpo"]), ("orpo", ["orpo"]), ("ppo", ["ppo"]),
-                             ("reward", ["reward"])):
+                             ("reward", ["reward"]), ("grpo", ["grpo"]), ("rloo", ["rloo"]),
+                             ("reinforce-pp", ["reinforce-pp"]), ("ipo", ["ipo"]), ("simpo", ["simpo"]),
+                             ("kto", ["kto"])):
         info = loaded.plugins[name]
         assert info.distribution == "aligner", "built-ins must come through the installed entry-point group"
         assert info.algorithms == algorithms and not info.errors

@@ -3,6 +3,8 @@ leak into the next. Finished runs are kept and skipped on a re-run; failed runs 
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import signal
@@ -14,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from aligner.bench.suite import RunSpec, Suite
-from aligner.config import changed_settings
+from aligner.bench.suite import SHARED, RunSpec, Suite
+from aligner.config import changed_settings, fingerprint_values
 from aligner.rundir import write_json
 
 INTERRUPT_GRACE = 5.0
@@ -165,6 +167,20 @@ def execute(suite: Suite, out: Path, rerun: bool = False, log=print, num_process
         log(f"[{index}/{total}] {spec.id}: {status} in {outcome.seconds:.0f} s; "
             f"{len(remaining)} to go, ETA {int(eta // 60)}:{int(eta % 60):02d}")
     return outcomes
+
+
+def with_shared_paths(out: Path, spec: RunSpec) -> RunSpec:
+    """`@<run id>` settings become that run's reward model directory in this output directory, and the fingerprint
+    follows, so the run's summary.json (made with the real path) is recognised as this suite's."""
+    def real(value):
+        return str(out / "runs" / value[len(SHARED):] / "reward_model") if isinstance(value, str) and \
+            value.startswith(SHARED) else value
+
+    if not any(real(v) is not v for v in spec.settings.values()):
+        return spec
+    resolved = {k: real(v) for k, v in spec.resolved.items()}
+    return dataclasses.replace(spec, settings={k: real(v) for k, v in spec.settings.items()}, resolved=resolved,
+                               fingerprint=fingerprint_values(resolved))
 
 
 def read_json(path: Path):

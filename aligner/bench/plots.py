@@ -67,3 +67,29 @@ def resources(rows: list[dict], path: Path) -> None:
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     tmp.replace(path)
+
+
+def reward_vs_compute(rows: list[dict], path: Path) -> None:
+    """Gold reward against training compute (forward-token equivalents, see aligner.bench.results.compute)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        if row["gold_reward_mean"] is None or not row.get("compute_mean"):
+            continue
+        ax.errorbar([row["compute_mean"]], [row["gold_reward_mean"]], yerr=[row["gold_reward_std"] or 0],
+                    marker="o", capsize=3, linestyle="none", label=row["group"])
+    ax.set_xscale("log")
+    ax.set_xlabel("training compute, forward-token equivalents (3 per trained token, 1 per generated token)")
+    ax.set_ylabel("gold reward on held-out prompts")
+    ax.set_title("Reward against compute (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)

@@ -16,11 +16,11 @@ from aligner.rundir import write_atomic, write_json
 RECORD_COLUMNS = ["id", "group", "algorithm", "variant", "seed", "status", "gold_reward", "gold_reward_base", "kl",
                   "win_rate", "reward_model_accuracy", "peak_tensor_mb", "peak_memory_mb", "train_seconds",
                   "reward_model_seconds", "rollout_seconds", "update_seconds", "eval_seconds", "trainable_params", "tokens_per_second",
-                  "error"]
+                  "generated_tokens", "trained_tokens", "error"]
 AGGREGATE_METRICS = ["gold_reward", "kl", "win_rate", "reward_model_accuracy", "peak_tensor_mb", "peak_memory_mb",
                      "train_seconds",
                      "reward_model_seconds", "rollout_seconds", "update_seconds", "eval_seconds", "trainable_params",
-                     "tokens_per_second"]
+                     "tokens_per_second", "generated_tokens", "trained_tokens", "compute"]
 
 
 def win_rate(samples: dict) -> float | None:
@@ -57,8 +57,20 @@ def record(out: Path, spec) -> dict:
         "peak_tensor_mb": summary.get("peak_tensor_mb"), "train_seconds": summary["train_seconds"], "reward_model_seconds": summary.get("reward_model_seconds"),
         "rollout_seconds": summary.get("rollout_seconds"), "update_seconds": summary.get("update_seconds"),
         "eval_seconds": summary.get("eval_seconds"), "trainable_params": summary["trainable_params"],
-        "tokens_per_second": mean_tokens_per_second(run_dir(out, spec) / "metrics.jsonl"), "error": None,
+        "tokens_per_second": mean_tokens_per_second(run_dir(out, spec) / "metrics.jsonl"),
+        "generated_tokens": summary.get("generated_tokens"), "trained_tokens": summary.get("trained_tokens"),
+        "compute": compute(summary), "error": None,
     }
+
+
+def compute(summary: dict) -> float | None:
+    """Training compute in forward-token equivalents: a token through a forward and backward pass counts 3 (the
+    backward pass costs about two forwards), a generated token 1; forward-only passes (reference, scoring, the
+    reward model's) are not counted. None when the run reports no token counts."""
+    trained, generated = summary.get("trained_tokens"), summary.get("generated_tokens") or 0
+    if trained is None:
+        return None
+    return 3.0 * trained + generated
 
 
 def aggregate(records: list[dict]) -> list[dict]:
@@ -104,8 +116,8 @@ def markdown_table(rows: list[dict]) -> str:
 def phases_table(rows: list[dict]) -> str:
     """Where the time went, per run group (means over seeds)."""
     head = ("| run | reward model (s) | rollout + scoring (s) | update (s) | train total (s) | evaluation (s) "
-            "| trainable params | rollout tokens/s |")
-    lines = [head, "|" + "|".join([" --- "] * 8) + "|"]
+            "| trainable params | rollout tokens/s | generated tokens | trained tokens |")
+    lines = [head, "|" + "|".join([" --- "] * 10) + "|"]
 
     def cell(row, key, digits=1):
         value = row[f"{key}_mean"]
@@ -114,7 +126,8 @@ def phases_table(rows: list[dict]) -> str:
     for r in rows:
         lines.append(f"| {r['group']} | {cell(r, 'reward_model_seconds')} | {cell(r, 'rollout_seconds')} "
                      f"| {cell(r, 'update_seconds')} | {cell(r, 'train_seconds')} | {cell(r, 'eval_seconds')} "
-                     f"| {cell(r, 'trainable_params', 0)} | {cell(r, 'tokens_per_second', 0)} |")
+                     f"| {cell(r, 'trainable_params', 0)} | {cell(r, 'tokens_per_second', 0)} "
+                     f"| {cell(r, 'generated_tokens', 0)} | {cell(r, 'trained_tokens', 0)} |")
     return "\n".join(lines)
 
 

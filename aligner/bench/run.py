@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import importlib.metadata
 import platform
 import shlex
@@ -29,6 +31,7 @@ def run_bench(suite_spec: str | None, output_dir: str | None, rerun: bool, regis
     suite = suite_mod.load(suite_spec, registry)
     suite_mod.check_common_is_shared(suite)
     out = Path(output_dir) if output_dir else Path("bench-runs") / suite.name
+    suite = dataclasses.replace(suite, runs=[execute.with_shared_paths(out, spec) for spec in suite.runs])
     claim = rundir.claim(out)  # two suites writing into one directory would overwrite each other's runs
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -47,6 +50,7 @@ def _report(suite, out: Path, suite_spec, log) -> dict:
     results.write(out, suite, records, rows, command, versions())
     plots.reward_vs_kl(rows, out / "reward_vs_kl.png")
     plots.resources(rows, out / "resources.png")
+    plots.reward_vs_compute(rows, out / "reward_vs_compute.png")
     log(results.markdown_table(rows))
     failed = [r["id"] for r in records if r["status"] != "finished"]
     if failed:

@@ -26,7 +26,9 @@ from aligner.config import ConfigError, RunConfig
 from aligner.rundir import is_safe_name
 from aligner.errors import SuiteError
 
-SUITE_KEYS = {"name", "description", "common", "seeds", "runs"}
+SUITE_KEYS = {"name", "description", "common", "seeds", "runs", "shared_reward_model"}
+SHARED = "@"
+"""A setting value `@<run id>` is that run's reward model directory, filled in when the run starts."""
 RUN_KEYS = {"name", "algorithm", "settings", "seeds", "sweep"}
 MANAGED = {"output_dir", "overwrite", "seed", "resume"}
 """Settings the bench controls itself."""
@@ -191,12 +193,49 @@ def load(spec: str | None, registry) -> Suite:
                 resolved = algorithm.config_class(**given, seed=seed)
                 specs.append(RunSpec(f"{group}-seed{seed}", group, name, algorithm.name, seed, given, sweep_point,
                                      config_mod.to_dict(resolved), config_mod.fingerprint(resolved)))
+    if "shared_reward_model" in data:
+        specs = _share_reward_models(path, data["shared_reward_model"], common, specs, registry)
     _check_ids(path, specs)
     suite_name = data.get("name", path.stem)
     if not is_safe_name(suite_name):
         raise SuiteError(f"{path}: suite name {suite_name!r} is not allowed: it names the default output directory "
                          f"bench-runs/<name>, so use letters, digits, '.', '_', '+' and '-'")
     return Suite(suite_name, str(data.get("description", "")), path, specs)
+
+
+def _share_reward_models(path: Path, given, common: dict, specs: list[RunSpec], registry) -> list[RunSpec]:
+    """One reward model per seed (an `aligner run reward` run, first in the suite), used by every run that would
+    otherwise train its own: a setting `reward_model` that is unset while `reward` is "model". `given`: the reward
+    run's settings (steps, learning rate, ...); common settings that the reward algorithm has apply to it too."""
+    where = f"{path}: shared_reward_model"
+    if not isinstance(given, dict):
+        raise SuiteError(f"{where}: expected a mapping of the reward model's settings (e.g. max_steps: 200)")
+    reward = registry.algorithm("reward")
+    fields = {f.name for f in dataclasses.fields(reward.config_class)}
+    settings = {**_check_settings(where, reward, {k: v for k, v in common.items()
+                                                  if str(k).replace("-", "_") in fields}, "common"),
+                **_check_settings(where, reward, given, "settings")}
+    shared, users = {}, []
+    for spec in specs:
+        if "reward_model" in spec.resolved and spec.resolved.get("reward") == "model" \
+                and spec.resolved.get("reward_model") is None:
+            shared.setdefault(spec.seed, None)
+            users.append(spec)
+    out = []
+    for seed in sorted(shared):
+        given_seed = {**settings, "tensor_memory": settings.get("tensor_memory", "off")}
+        resolved = reward.config_class(**given_seed, seed=seed)
+        out.append(RunSpec(f"reward-model-seed{seed}", "reward-model", "reward-model", reward.name, seed, given_seed,
+                           {}, config_mod.to_dict(resolved), config_mod.fingerprint(resolved)))
+    for spec in specs:
+        if spec in users:
+            algorithm = registry.algorithm(spec.algorithm)
+            settings_ = {**spec.settings, "reward_model": f"{SHARED}reward-model-seed{spec.seed}"}
+            resolved = algorithm.config_class(**settings_, seed=spec.seed)
+            spec = dataclasses.replace(spec, settings=settings_, resolved=config_mod.to_dict(resolved),
+                                       fingerprint=config_mod.fingerprint(resolved))
+        out.append(spec)
+    return out
 
 
 def check_common_is_shared(suite: Suite) -> None:

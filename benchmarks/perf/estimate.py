@@ -7,8 +7,9 @@ PPO's own scoring and update functions. Where a real run looks at a value (`.ite
 gets a plausible constant (1, 1.0 or True), which decides no shape.
 
 What differs from a real step, and how:
-- Generation is a prefill of the prompts and one decoding step per response token with a dynamic KV cache, the
-  work `model.generate` does, without its sampling bookkeeping (a few batch-sized vectors).
+- Generation is a prefill of the prompts, the response appended to the dynamic KV cache in one pass, and one
+  decoding step at full length (`generation`), without `model.generate`'s sampling bookkeeping (a few batch-sized
+  vectors): generation's peak is over-, never under-counted.
 - Every response is `response_length` tokens: the longest a rollout can be, so the estimate is of the worst step.
 - DPO is the forward and loss of TRL's DPOTrainer (the policy with `fused_lm_head=True` and gradients, the
   reference with adapters off and without) followed by AdamW's step, not TRL's whole training loop.
@@ -62,17 +63,20 @@ def _where(dtype):
 
 @torch.no_grad()
 def generation(model, ids: torch.Tensor, prompt_length: int) -> None:
-    """Prefill, then one token at a time into a dynamic KV cache, as `model.generate` runs it."""
+    """What `model.generate` holds at its peak, in three passes instead of one per token: the prefill of the prompts,
+    the response's first tokens appended to the dynamic KV cache in one pass (its transient activations are those
+    of R - 1 tokens at once, more than any single decoding step's: an upper bound), then one decoding step with the
+    cache at full length."""
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
     mask = torch.ones_like(ids)
-    out = model(input_ids=ids[:, :prompt_length], attention_mask=mask[:, :prompt_length], past_key_values=cache,
-                use_cache=True, logits_to_keep=1)
-    torch.softmax(out.logits[:, -1].float(), -1)
-    for t in range(prompt_length, ids.shape[1]):
-        out = model(input_ids=ids[:, t:t + 1], attention_mask=mask[:, :t + 1], past_key_values=cache, use_cache=True)
-        torch.softmax(out.logits[:, -1].float(), -1)
+    end = ids.shape[1]
+    for start, stop in ((0, prompt_length), (prompt_length, end - 1), (end - 1, end)):
+        if stop > start:
+            out = model(input_ids=ids[:, start:stop], attention_mask=mask[:, :stop], past_key_values=cache,
+                        use_cache=True, logits_to_keep=1)
+            torch.softmax(out.logits[:, -1].float(), -1)
     del cache, out
 
 

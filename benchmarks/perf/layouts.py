@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +94,22 @@ class CopiesRoles:
     critic_model: torch.nn.Module
     value_head: torch.nn.Module
     trainable: list = field(default_factory=list)
+
+    critic = types.SimpleNamespace(adapters=("critic",))
+    """Like a separate critic: PPO's update builds and frees the policy's graph before the critic's."""
+
+    def policy(self, input_ids, attention_mask, prompt_length, temperature, entropy=None):
+        from aligner_ppo.roles import forward
+
+        return forward(self.model, input_ids, attention_mask, prompt_length, temperature, hidden=False,
+                       entropy=entropy)
+
+    def values(self, input_ids, attention_mask, prompt_length, temperature):
+        from aligner_ppo.roles import forward
+
+        critic = forward(self.critic_model, input_ids, attention_mask, prompt_length, temperature, hidden=True,
+                         logprobs=False)
+        return self.value_head(critic.hidden)
 
     def policy_and_values(self, input_ids, attention_mask, prompt_length, temperature, entropy=None):
         from aligner_ppo.roles import forward

@@ -67,15 +67,18 @@ def _cell(r: dict, key: str, fmt: str) -> str:
 def report(results: list[dict], rates: dict, args) -> str:
     done = [r for r in results if "error" not in r]
     where = f"{done[0]['device']} {done[0]['dtype']}" if done else "no layout finished"
+    timing = (f"times are medians over steps 2-{args.steps}" if args.steps > 2
+              else "times are those of step 2 (the first is warm-up)")
+    routines = ("the full-vocabulary ones aligner used before (benchmarks.perf.full_vocab)" if args.logprobs == "full"
+                else "chunked, response positions only, heads without the LM head")
     lines = [f"# aligner perf: {args.shape}, batch {args.batch}, prompt {args.prompt_length} + response "
              f"{args.response_length} tokens, {where}", "",
              f"Measured: matmul {rates['matmul_flops_per_second'] / 1e12:.2f} TFLOP/s, copy bandwidth "
              f"{rates['bandwidth_bytes_per_second'] / 1e9:.1f} GB/s; PPO rollouts with a {args.generation_cache} "
-             f"KV cache; times are medians over steps 2-{args.steps}." if args.steps > 2 else
-             f"KV cache; times are those of step 2 (the first is warm-up).", "",
-             f"Log-prob routines: {args.logprobs} ({'the full-vocabulary ones aligner used before' if args.logprobs == 'full' else 'chunked, response positions only, heads without the LM head'}). "
-             "Peak tensor memory counts live tensor storages (CUDA: max_memory_allocated; CPU: aligner's counter); "
-             "peak process memory is the CPU process's resident set (or, on CUDA, the same allocator figure).", "",
+             f"KV cache; {timing}.", "",
+             f"Log-prob routines: {args.logprobs}, {routines}. Peak tensor memory counts live tensor storages "
+             "(CUDA: max_memory_allocated; CPU: aligner's counter); peak process memory is the CPU process's resident "
+             "set (on CUDA, the allocator's figure).", "",
              "| layout | peak tensor memory (MB) | peak process memory (MB) | rollout (s) | scoring (s) | update (s) "
              "| gen tokens/s | roofline | update MFU |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -140,6 +143,8 @@ def parse(argv):
                         help="full: the full-vocabulary log-prob routines aligner used before (benchmarks.perf."
                              "full_vocab), to measure what the lean ones save.")
     parser.add_argument("--output-dir", default=None, help="Default: bench-runs/perf-<shape>.")
+    parser.add_argument("--rewrite-report", action="store_true",
+                        help="Write perf.md again from the perf.json in --output-dir, running nothing.")
     parser.add_argument("--only", choices=LAYOUTS, help=argparse.SUPPRESS)  # internal: one layout, this process
     args = parser.parse_args(argv)
     if args.steps < 2:
@@ -147,8 +152,22 @@ def parse(argv):
     return args
 
 
+def rewrite_report(out: Path) -> int:
+    """perf.md again from the perf.json in `out` (after a change to the report's wording)."""
+    from aligner.rundir import write_atomic
+
+    measured = json.loads((out / "perf.json").read_text())
+    args = argparse.Namespace(**measured["args"])
+    text = report(measured["results"], measured["rates"], args) + f"\nCommand: `{measured['command']}`\n"
+    write_atomic(out / "perf.md", text)
+    print(text)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse(argv)
+    if args.rewrite_report:
+        return rewrite_report(Path(args.output_dir or f"bench-runs/perf-{args.shape}"))
     if args.only:
         from benchmarks.perf.layouts import run
 

@@ -13,6 +13,17 @@ def register_algorithms(register):
 
 
 def _train(context):
-    from aligner_orpo.trainer import train  # deferred: importing TRL costs seconds, `aligner plugins` needs none
+    # deferred: importing TRL costs seconds, `aligner plugins` needs none
+    if context.config.implementation == "trl":
+        try:
+            from aligner_orpo.trainer import train
+        except ImportError as error:  # TRL prunes trl.experimental between minor releases
+            import warnings
+
+            warnings.warn(f"orpo: TRL's ORPOTrainer is not available ({error}); training with aligner's own ORPO "
+                          f"loop (the same loss)")
+        else:
+            return train(context)
+    from aligner_orpo.own import train
 
     return train(context)

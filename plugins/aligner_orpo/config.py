@@ -13,6 +13,9 @@ class ORPOSettings(RunConfig):
     beta: float = setting(0.5, "Weight of the odds-ratio term against the SFT loss (lambda in the paper).")
     learning_rate: float = setting(2e-3, "Optimizer learning rate.")
     max_steps: int = setting(200, "Optimizer steps to train for.")
+    implementation: str = setting("trl", "trl: TRL's experimental ORPOTrainer; aligner: aligner's own loop with the "
+                                         "same loss, which is also used when the installed TRL no longer ships "
+                                         "ORPO.", choices=("trl", "aligner"))
 
     def __post_init__(self) -> None:
         super().__post_init__()

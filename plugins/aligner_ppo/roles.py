@@ -42,10 +42,13 @@ class SeparateCritic:
     def policy_and_values(self, roles: "Roles", input_ids, attention_mask, prompt_length, temperature, entropy):
         out = forward(roles.model, input_ids, attention_mask, prompt_length, temperature, hidden=False,
                       entropy=entropy)
+        return out, self.values(roles, input_ids, attention_mask, prompt_length, temperature)
+
+    def values(self, roles: "Roles", input_ids, attention_mask, prompt_length, temperature):
         with active_adapter(roles.model, CRITIC, roles.trainable):  # hidden states only: no LM head
             critic_out = forward(roles.model, input_ids, attention_mask, prompt_length, temperature, hidden=True,
                                  logprobs=False)
-        return out, roles.value_head(critic_out.hidden)
+        return roles.value_head(critic_out.hidden)
 
 
 CRITICS = {critic.name: critic for critic in (SharedCritic, SeparateCritic)}
@@ -82,6 +85,16 @@ class Roles:
         """Policy log-probs at `temperature` (and the entropy, if asked: "metric" or "loss") and the critic's
         values, for one rollout batch."""
         return self.critic.policy_and_values(self, input_ids, attention_mask, prompt_length, temperature, entropy)
+
+    def policy(self, input_ids, attention_mask, prompt_length, temperature, entropy: str | None = None
+               ) -> ResponseForward:
+        """The policy's forward alone (a separate critic's values come from `values`)."""
+        return forward(self.model, input_ids, attention_mask, prompt_length, temperature, hidden=False,
+                       entropy=entropy)
+
+    def values(self, input_ids, attention_mask, prompt_length, temperature) -> torch.Tensor:
+        """A separate critic's values, from its own forward pass."""
+        return self.critic.values(self, input_ids, attention_mask, prompt_length, temperature)
 
     @torch.no_grad()
     def reference_logprobs(self, input_ids, attention_mask, prompt_length, temperature) -> torch.Tensor:

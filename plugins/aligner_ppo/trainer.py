@@ -12,12 +12,11 @@ from pathlib import Path
 import torch
 from peft import get_peft_model
 
-from aligner.api import (CHECKPOINTS, REWARD_ADAPTER, ConfigError, TrainingError, add_adapter, average_gradients,
-                         barrier, checkpointing_active, clip_grad_norm_, disable_dropout,
-                         enable_gradient_checkpointing, gather_for_good, gathered, is_main, is_sharded,
-                         load_reward_model, lora_config, prompt_texts, rank, read_reward_model_meta, reduce_metrics,
-                         save_adapter, save_reward_model, shard, sharding_requested, to_dict, train_reward_model,
-                         world_size)
+from aligner.api import (CHECKPOINTS, REWARD_ADAPTER, ConfigError, TrainingError, add_adapter, attach_reward,
+                         average_gradients, barrier, check_reward, checkpointing_active, clip_grad_norm_,
+                         disable_dropout, enable_gradient_checkpointing, gather_for_good, gathered, is_main, is_sharded,
+                         lora_config, rank, reduce_metrics, reward_scorer, save_adapter, shard, sharding_requested,
+                         to_dict, world_size)
 from aligner_ppo import checkpoint
 from aligner_ppo import ppo_math as pm
 from aligner_ppo.roles import POLICY, Roles
@@ -51,50 +50,10 @@ def check_finite(name: str, value: torch.Tensor, step: int, last_checkpoint: Pat
 
 
 def attach_reward_model(context, model, summary: dict):
-    """Loads the given reward model onto the base, or adds the adapter of the one to be trained; None when the
-    reward is a function. Every adapter must exist before the model is sharded, so this comes first."""
+    """The reward model, loaded or to be trained (aligner's reward sources); a resumed run reuses its own."""
     cfg = context.config
-    if cfg.reward != "model":
-        return None
-    source = cfg.reward_model
-    summary["reward_model"] = str(source)
-    if source is None and cfg.resume:
-        previous = checkpoint.find(cfg.resume).parents[1] / "reward_model"
-        if previous.is_dir():  # the resumed run trained it; it is saved again into this run's directory
-            source = str(previous)
-            summary["reward_model"] = "trained in this run, before the resumed checkpoint"
-    if source is None:
-        add_adapter(model, REWARD_ADAPTER)
-        summary["reward_model"] = "trained in this run"
-        return None
-    return load_reward_model(model, Path(source), context.placement.device)
-
-
-def make_scorer(context, roles: Roles, summary: dict, loaded):
-    """The reward source: the loaded reward model, one trained now, or a registered reward function on the text.
-    Returns the scorer and the reward model (None for a function), whose head a separate critic may start from."""
-    cfg = context.config
-    model, tok, device = roles.model, context.tokenizer, context.placement.device
-    if cfg.reward != "model":
-        name = cfg.gold_reward if cfg.reward == "gold" else cfg.reward
-        function = context.registry.reward_function(name)
-        return (lambda rollout: torch.tensor(function.score(prompt_texts(rollout.prompts, tok), rollout.responses),
-                                             dtype=torch.float32, device=device)), None
-    if loaded is not None:
-        rm, meta = loaded
-    else:
-        rm, meta = train_reward_model(
-            model, tok, context.train_dataset.to_list(), steps=cfg.reward_model_steps, batch_size=cfg.batch_size,
-            learning_rate=cfg.reward_model_learning_rate, max_length=cfg.max_length, heldout_fraction=0.1,
-            seed=cfg.seed, device=device,
-            log_metrics=lambda s, m: context.log_metrics(0, {"reward_model/step": s, **m}))
-    with gathered(model):
-        if is_main():
-            save_reward_model(model, rm, context.output_dir / "reward_model", {k: v for k, v in meta.items()
-                                                                                if k.startswith("reward_model_")})
-    barrier()
-    summary["reward_model_accuracy"] = meta.get("reward_model_accuracy")
-    return (lambda rollout: rm.score(model, rollout.input_ids, rollout.attention_mask)), rm
+    previous = checkpoint.find(cfg.resume).parents[1] if cfg.resume else None
+    return attach_reward(context, model, summary, previous)
 
 
 def setup_critic(context, roles: Roles, reward) -> None:
@@ -154,14 +113,32 @@ def ppo_update(roles: Roles, batch: Batch, optimizer, cfg, generator: torch.Gene
             for micro_start in range(0, len(minibatch), micro):
                 idx = minibatch[micro_start:micro_start + micro]
                 mask = batch.rollout.response_mask[idx].float()
-                out, values = roles.policy_and_values(batch.rollout.input_ids[idx], batch.rollout.attention_mask[idx],
-                                                      batch.rollout.prompt_length, cfg.temperature, entropy_mode)
-                pl = pm.policy_loss(out.logprobs, batch.old_logprobs[idx], batch.advantages[idx], mask, cfg.cliprange)
-                vl = pm.value_loss(values, batch.old_values[idx], batch.returns[idx], mask, cfg.cliprange_value)
-                entropy = pm.masked_mean(out.entropy, mask)
-                loss = pl.loss + cfg.vf_coef * vl.loss - cfg.entropy_coef * entropy
-                check_finite("loss", loss, step, last_ckpt)
-                (loss / cfg.gradient_accumulation_steps).backward()
+                args = (batch.rollout.input_ids[idx], batch.rollout.attention_mask[idx], batch.rollout.prompt_length,
+                        cfg.temperature)
+                if roles.critic.adapters:
+                    # A separate critic shares no trainable weight with the policy: its graph is built and freed
+                    # after the policy's, so their activations are never held together (same gradients).
+                    out = roles.policy(*args, entropy=entropy_mode)
+                    pl = pm.policy_loss(out.logprobs, batch.old_logprobs[idx], batch.advantages[idx], mask,
+                                        cfg.cliprange)
+                    entropy = pm.masked_mean(out.entropy, mask)
+                    policy_part = pl.loss - cfg.entropy_coef * entropy
+                    check_finite("loss", policy_part, step, last_ckpt)
+                    (policy_part / cfg.gradient_accumulation_steps).backward()
+                    del out
+                    vl = pm.value_loss(roles.values(*args), batch.old_values[idx], batch.returns[idx], mask,
+                                       cfg.cliprange_value)
+                    check_finite("loss", vl.loss, step, last_ckpt)
+                    (cfg.vf_coef * vl.loss / cfg.gradient_accumulation_steps).backward()
+                else:
+                    out, values = roles.policy_and_values(*args, entropy_mode)
+                    pl = pm.policy_loss(out.logprobs, batch.old_logprobs[idx], batch.advantages[idx], mask,
+                                        cfg.cliprange)
+                    vl = pm.value_loss(values, batch.old_values[idx], batch.returns[idx], mask, cfg.cliprange_value)
+                    entropy = pm.masked_mean(out.entropy, mask)
+                    loss = pl.loss + cfg.vf_coef * vl.loss - cfg.entropy_coef * entropy
+                    check_finite("loss", loss, step, last_ckpt)
+                    (loss / cfg.gradient_accumulation_steps).backward()
                 for key, value in (("pg", pl.loss), ("vf", vl.loss), ("ent", entropy), ("approxkl", pl.approxkl),
                                    ("clipfrac", pl.clipfrac), ("vf_clipfrac", vl.clipfrac)):
                     stats[key].append(value.item())
@@ -234,10 +211,7 @@ def check(cfg, registry) -> None:
         found = checkpoint.find(cfg.resume)
         state = checkpoint.read_state(found)
         checkpoint.check_resumable(found, state, cfg.critic, to_dict(cfg), cfg.allow_changed_settings)
-    if cfg.reward_model is not None:
-        read_reward_model_meta(Path(cfg.reward_model))
-    if cfg.reward not in ("model", "gold"):
-        registry.reward_function(cfg.reward)
+    check_reward(cfg, registry)
 
 
 @dataclass
@@ -257,6 +231,8 @@ class PPORun:
     settings: dict
     rollout_seconds: float = 0.0
     update_seconds: float = 0.0
+    generated_tokens: int = 0
+    trained_tokens: int = 0
 
     @property
     def model(self):
@@ -282,7 +258,7 @@ def setup(context) -> PPORun:
         held = shard(model, device)
         roles.refresh_trainable()  # the sharded parameters replace the old ones
         summary.update(sharding="fsdp", weights_held_per_process=held)
-    scorer, reward = make_scorer(context, roles, summary, loaded_reward)
+    scorer, reward = reward_scorer(context, model, summary, loaded_reward)
     summary["reward_model_seconds"] = time.perf_counter() - started
     setup_critic(context, roles, reward)
 
@@ -324,8 +300,12 @@ def iteration(run: PPORun, step: int) -> dict:
     update_time = time.perf_counter() - update_started
     score_time = update_started - scoring_started
     tokens = int(rollout.response_mask.sum())
+    passes = cfg.ppo_epochs * (2 if run.roles.critic.adapters else 1)  # a separate critic runs its own pass
+    run.generated_tokens += tokens
+    run.trained_tokens += passes * int(rollout.attention_mask.sum())
     metrics.update({"time/rollout": rollout.seconds, "time/scoring": score_time, "time/update": update_time,
-                    "tokens_per_second": tokens / rollout.seconds, "rollout/samples": len(rollout.prompts)})
+                    "tokens_per_second": tokens / rollout.seconds, "rollout/samples": len(rollout.prompts),
+                    "compute/generated_tokens": run.generated_tokens, "compute/trained_tokens": run.trained_tokens})
     metrics = reduce_metrics(metrics, summed=("tokens_per_second", "rollout/samples"))
     run.kl_ctl.update(metrics["objective/kl"], int(metrics["rollout/samples"]))  # the same on every process
     run.rollout_seconds += rollout.seconds + score_time
@@ -352,7 +332,8 @@ def finish(run: PPORun):
         run.roles.value_head.save(out / "value_head.safetensors")
         run.context.summary_extras.update({
             "rollout_seconds": run.rollout_seconds, "update_seconds": run.update_seconds,
-            "final_kl_coef": run.kl_ctl.value, "trainable_params": sum(p.numel() for p in run.roles.trainable)})
+            "final_kl_coef": run.kl_ctl.value, "trainable_params": sum(p.numel() for p in run.roles.trainable),
+            "generated_tokens": run.generated_tokens, "trained_tokens": run.trained_tokens})
     run.model.set_adapter(POLICY)
     return run.model
 
