@@ -21,6 +21,7 @@ What differs from a real step, and how:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import types
@@ -29,6 +30,7 @@ from pathlib import Path
 import torch
 
 from aligner.memory import StorageCounter
+from aligner.models import checkpointing_active, enable_gradient_checkpointing
 from benchmarks.perf import world as perf_world
 from benchmarks.perf.layouts import LAYOUTS, LORA_RANK
 
@@ -80,7 +82,8 @@ def generation(model, ids: torch.Tensor, prompt_length: int) -> None:
     del cache, out
 
 
-def ppo_step(layout: str, shape: str, batch: int, prompt_length: int, response_length: int, dtype) -> None:
+def ppo_step(layout: str, shape: str, batch: int, prompt_length: int, response_length: int, dtype,
+             checkpointing: bool = False) -> None:
     from aligner_ppo import ppo_math as pm
     from aligner_ppo.config import PPOSettings
     from aligner_ppo.trainer import ppo_update, score_rollout
@@ -93,6 +96,10 @@ def ppo_step(layout: str, shape: str, batch: int, prompt_length: int, response_l
                       lora_r=LORA_RANK, lora_alpha=2 * LORA_RANK)
     tok = perf_world.tokenizer(shape, prompt_length + response_length)
     roles, scorer = build_ppo(layout, shape, tok, _where(dtype), critic)
+    trained = [roles.model] + ([roles.critic_model] if hasattr(roles, "critic_model") else [])
+    if checkpointing:
+        for model in trained:
+            enable_gradient_checkpointing(model)
     for p in roles.trainable:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(roles.trainable, lr=cfg.learning_rate, eps=1e-5)
@@ -105,11 +112,15 @@ def ppo_step(layout: str, shape: str, batch: int, prompt_length: int, response_l
                                         has_eos=torch.ones(batch, dtype=torch.bool))
         scored = score_rollout(roles, rollout, scorer, pm.FixedKLController(cfg.kl_coef), pm.RunningMoments(), cfg,
                                step, None)
-        ppo_update(roles, scored, optimizer, cfg, torch.Generator().manual_seed(0), step, None)
+        with contextlib.ExitStack() as stack:
+            for model in trained:
+                stack.enter_context(checkpointing_active(model))
+            ppo_update(roles, scored, optimizer, cfg, torch.Generator().manual_seed(0), step, None)
         del rollout, scored
 
 
-def dpo_step(shape: str, batch: int, prompt_length: int, response_length: int, dtype) -> None:
+def dpo_step(shape: str, batch: int, prompt_length: int, response_length: int, dtype,
+             checkpointing: bool = False) -> None:
     """One step of TRL's DPO loss on `batch` pairs (chosen and rejected in one batch of 2 x batch rows)."""
     import torch.nn.functional as F
     from peft import LoraConfig, get_peft_model
@@ -118,6 +129,8 @@ def dpo_step(shape: str, batch: int, prompt_length: int, response_length: int, d
     tok = perf_world.tokenizer(shape, prompt_length + response_length)
     base = perf_world.model(shape, tok, torch.device("cpu"), dtype)
     add_fused_lm_head(base)  # as DPOTrainer does: log-probs in tiles, never the whole logits
+    if checkpointing:
+        enable_gradient_checkpointing(base)
     model = get_peft_model(base, LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, target_modules="all-linear"))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
     length = prompt_length + response_length
@@ -127,18 +140,22 @@ def dpo_step(shape: str, batch: int, prompt_length: int, response_length: int, d
     kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
     labels = ids.masked_fill(completion == 0, -100)
     for _ in range(2):  # the second step holds AdamW's moments from the start
+        stack = contextlib.ExitStack()
+        stack.enter_context(checkpointing_active(model))
         logps = model(**kwargs, labels=labels, fused_lm_head=True).log_probs[:, -(length - 1):].sum(1)
         with torch.no_grad(), model.disable_adapter():
             ref = model(**kwargs, labels=labels, fused_lm_head=True).log_probs[:, -(length - 1):].sum(1)
         chosen, rejected = (logps - ref).chunk(2)
         loss = -F.logsigmoid(0.1 * (chosen - rejected)).mean()
         loss.backward()
+        stack.close()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         del logps, ref, chosen, rejected, loss
 
 
-def estimate(layout: str, shape: str, batch: int, prompt_length: int, response_length: int, dtype) -> float:
+def estimate(layout: str, shape: str, batch: int, prompt_length: int, response_length: int, dtype,
+             checkpointing: bool = False) -> float:
     """Peak tensor MiB of one step of `layout`, weights included."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -147,9 +164,9 @@ def estimate(layout: str, shape: str, batch: int, prompt_length: int, response_l
     with mock.patch.object(torch.nn.Module, "to", _to_in_place), FakeTensorMode(allow_non_fake_inputs=True), \
             FakeCounter("cpu") as counter:
         if layout == "dpo":
-            dpo_step(shape, batch, prompt_length, response_length, dtype)
+            dpo_step(shape, batch, prompt_length, response_length, dtype, checkpointing)
         else:
-            ppo_step(layout, shape, batch, prompt_length, response_length, dtype)
+            ppo_step(layout, shape, batch, prompt_length, response_length, dtype, checkpointing)
     return counter.peak / 2**20
 
 
@@ -189,6 +206,8 @@ def main(argv=None) -> int:
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=LAYOUTS)
     parser.add_argument("--logprobs", choices=("lean", "full"), default="lean",
                         help="full: the full-vocabulary log-prob routines aligner used before (for a before/after).")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="Checkpoint every decoder layer of the trained models (aligner's --gradient-checkpointing).")
     parser.add_argument("--output", default=None, help="Write the estimates here as JSON.")
     parser.add_argument("--validate", metavar="PERF_JSON", default=None,
                         help="Estimate the layouts of a measured perf suite run (its perf.json) at its shape, batch, "
@@ -204,12 +223,14 @@ def main(argv=None) -> int:
     rows = []
     for shape in args.shapes:
         for layout in args.layouts:
-            mb = estimate(layout, shape, args.batch, args.prompt_length, args.response_length, dtype)
+            mb = estimate(layout, shape, args.batch, args.prompt_length, args.response_length, dtype,
+                          args.gradient_checkpointing)
             rows.append({"shape": shape, "layout": layout, "peak_tensor_mb": mb})
             print(f"{shape} {layout}: {mb:,.0f} MiB", flush=True)
     result = {"command": "python -m benchmarks.perf.estimate " + " ".join(sys.argv[1:] if argv is None else argv),
               "batch": args.batch, "prompt_length": args.prompt_length, "response_length": args.response_length,
-              "dtype": args.dtype, "logprobs": args.logprobs, "estimates": rows}
+              "dtype": args.dtype, "logprobs": args.logprobs, "gradient_checkpointing": args.gradient_checkpointing,
+              "estimates": rows}
     if args.output:
         from aligner.rundir import write_json
 

@@ -122,6 +122,9 @@ def run_one(layout: str, args) -> dict:
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["exit code %d" % done.returncode])[-1]
+        if done.returncode < 0:  # a signal leaves no traceback: say which, rather than quote a stray warning
+            last = f"killed by signal {-done.returncode}" + (
+                " (on Linux, most likely the out-of-memory killer)" if done.returncode == -9 else "")
         print(f"perf: layout {layout} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
         return {"layout": layout, "error": last[:300]}
     return json.loads(done.stdout.strip().splitlines()[-1])
