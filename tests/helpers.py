@@ -46,6 +46,7 @@ def completion_logp(model, tok, prompt: str, completion: str) -> torch.Tensor:
 def base_weight_storages() -> Counter:
     """How many distinct storages hold a float32 matrix of each shape, across every live tensor: with one copy of
     the base, this equals the count of base weights of that shape."""
+    gc.collect()  # models an earlier test dropped may still sit in reference cycles
     counts, seen = Counter(), set()
     for obj in gc.get_objects():
         if isinstance(obj, torch.Tensor) and obj.dim() == 2 and obj.dtype == torch.float32:

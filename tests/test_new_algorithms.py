@@ -3,6 +3,7 @@ ones sample G distinct continuations per prompt and hold one base and no critic.
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -43,6 +44,7 @@ def test_online_critic_free_methods_raise_the_reward_with_one_base_and_no_critic
         if p.dim() == 2:
             expected[tuple(p.shape)] = expected.get(tuple(p.shape), 0) + 1
     del base, p
+    gc.collect()
     for shape, n in expected.items():
         assert observed["storages"][shape] == n, f"{name} {shape}: one copy of the base expected"
     assert observed["heads"] == [] and observed["adapters"] == ["default"], "no value head, no critic adapter"
