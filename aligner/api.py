@@ -20,8 +20,8 @@ Registering: `Algorithm`, `RewardFunction`, `hookimpl`. Settings: `RunConfig`, `
 - TRL trainers: `train_with_trl`, `training_arguments`;
 - several processes: `rank`, `world_size`, `is_main`, `barrier`, `average_gradients`, `clip_grad_norm_`,
   `reduce_metrics`; FSDP2 sharding: `sharding_requested`, `shard`, `is_sharded`, `gathered`, `gather_for_good`;
-- state and checkpoints: `save_state`, `load_state`, `state_exists`, `CHECKPOINTS`, `to_dict`, `changed_settings`,
-  `settings_fingerprint`.
+- state and checkpoints: `save_state`, `load_state`, `state_exists`, `find_checkpoint`, `CHECKPOINTS`, `to_dict`,
+  `changed_settings`, `settings_fingerprint`.
 """
 
 from aligner.config import RunConfig, changed_settings, setting, to_dict
@@ -60,6 +60,7 @@ from aligner.sampling import Samples, prompt_texts, sample
 from aligner.sharding import gather_for_good, gathered, is_sharded, shard
 from aligner.sharding import requested as sharding_requested
 from aligner.state_io import exists as state_exists
+from aligner.state_io import find_checkpoint
 from aligner.state_io import load as load_state
 from aligner.state_io import save as save_state
 from aligner.trl_support import train_with_trl, training_arguments
@@ -86,5 +87,6 @@ __all__ = [
     "train_with_trl", "training_arguments",
     "rank", "world_size", "is_main", "barrier", "average_gradients", "clip_grad_norm_", "reduce_metrics",
     "sharding_requested", "shard", "is_sharded", "gathered", "gather_for_good",
-    "save_state", "load_state", "state_exists", "CHECKPOINTS", "to_dict", "changed_settings", "settings_fingerprint",
+    "save_state", "load_state", "state_exists", "find_checkpoint", "CHECKPOINTS", "to_dict", "changed_settings",
+    "settings_fingerprint",
 ]

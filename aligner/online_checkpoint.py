@@ -15,8 +15,7 @@ import torch
 from aligner.config import changed_settings
 from aligner.errors import CheckpointError
 from aligner.models import save_adapter
-from aligner.rundir import CHECKPOINTS
-from aligner.state_io import exists, load, save
+from aligner.state_io import find_checkpoint, load, save
 
 STATE = "state"
 RESUMABLE_CHANGES = frozenset({"max_steps", "save_every"})
@@ -37,14 +36,7 @@ def write(directory: Path, step: int, model, adapter: str, optimizer, sampler: t
 
 def find(path: str | Path) -> Path:
     """A checkpoint directory, or the latest complete one under a run directory's `checkpoints/`."""
-    path = Path(path)
-    if exists(path, STATE):
-        return path
-    candidates = [c for c in sorted((path / CHECKPOINTS).glob("step-*")) if exists(c, STATE)] if path.is_dir() else []
-    if not candidates:
-        raise CheckpointError(f"--resume {path}: no checkpoint there (expected state.json and state.safetensors, or "
-                              f"checkpoints/step-*/)")
-    return candidates[-1]
+    return find_checkpoint(path, STATE)
 
 
 def read(checkpoint: Path, settings: dict, allow_changed: bool) -> dict:

@@ -112,3 +112,21 @@ def load(directory: Path, name: str) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise StateFileError(f"{document_path}: not valid JSON ({type(error).__name__})") from None
     return _decode(document, tensors, str(document_path))
+
+
+def find_checkpoint(path: str | Path, name: str = "state") -> Path:
+    """For `--resume`: `path` itself when it holds the state `name`, else the latest complete `checkpoints/step-*`
+    under it (a run directory, finished or partial). A pickled `state.pt` is refused unopened."""
+    from aligner.rundir import CHECKPOINTS
+
+    path = Path(path)
+    if exists(path, name):
+        return path
+    if (path / "state.pt").is_file():
+        raise CheckpointError(f"--resume {path}: holds state.pt, a pickle, which aligner does not load (unpickling "
+                              f"can run any code the file names); checkpoints are safetensors + JSON (state.json)")
+    candidates = [c for c in sorted((path / CHECKPOINTS).glob("step-*")) if exists(c, name)] if path.is_dir() else []
+    if not candidates:
+        raise CheckpointError(f"--resume {path}: no checkpoint there (expected state.json and state.safetensors, or "
+                              f"checkpoints/step-*/)")
+    return candidates[-1]

@@ -15,8 +15,7 @@ import torch
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
-from aligner.api import (CHECKPOINTS, CheckpointError, changed_settings, load_state, save_adapter, save_state,
-                         state_exists)
+from aligner.api import CheckpointError, changed_settings, find_checkpoint, load_state, save_adapter, save_state
 from aligner_ppo.roles import POLICY
 
 STATE = "state"
@@ -54,18 +53,7 @@ def save(directory: Path, step: int, roles, optimizer, kl_controller, moments, s
 
 def find(path: str | Path) -> Path:
     """A checkpoint directory, or the latest complete one under a run directory's `checkpoints/`."""
-    path = Path(path)
-    if state_exists(path, STATE):
-        return path
-    if (path / "state.pt").is_file():
-        raise ResumeError(f"--resume {path}: holds state.pt, a pickle, which aligner does not load (unpickling can "
-                          f"run any code the file names); checkpoints are safetensors + JSON (state.json)")
-    candidates = sorted((path / CHECKPOINTS).glob("step-*")) if path.is_dir() else []
-    candidates = [c for c in candidates if state_exists(c, STATE)]
-    if not candidates:
-        raise ResumeError(f"--resume {path}: no checkpoint there (expected state.json and state.safetensors, or "
-                          f"checkpoints/step-*/)")
-    return candidates[-1]
+    return find_checkpoint(path, STATE)
 
 
 def read_state(checkpoint: Path) -> dict:
