@@ -12,7 +12,7 @@ from aligner.config import RunConfig, setting
 from aligner.errors import (AlignerError, CheckpointError, ConfigError, DatasetError, InputError, ModelLoadError,
                             RunError, TrainingError)
 from aligner.hookspecs import hookimpl
-from aligner.online_settings import OnlineSettings
+from aligner.online_settings import OnlineSettings, RewardSettings
 from aligner.registry import Algorithm, RewardFunction
 
 __version__ = "0.1.0"
@@ -48,7 +48,8 @@ def __dir__():
     return sorted({*globals(), *_api_names()})
 
 
-__all__ = ["run", "__version__", "Algorithm", "RewardFunction", "hookimpl", "RunConfig", "OnlineSettings", "setting",
+__all__ = ["run", "__version__", "Algorithm", "RewardFunction", "hookimpl", "RunConfig", "OnlineSettings",
+           "RewardSettings", "setting",
            "AlignerError",
            "InputError", "RunError", "ConfigError", "DatasetError", "ModelLoadError", "CheckpointError",
            "TrainingError"]

@@ -16,7 +16,7 @@ Registering: `Algorithm`, `RewardFunction`, `hookimpl`. Settings: `RunConfig`, `
   `OnlineRollout`), `clipped_loss`, `aggregate`, `k3`;
 - heads and reward models: `ScalarHead`, `last_token_index`, `RewardModel`, `train_reward_model`,
   `save_reward_model`, `load_reward_model`, `read_reward_model_meta`; reward sources for online algorithms
-  (a reward model or a reward function): `attach_reward`, `reward_scorer`, `check_reward`;
+  (a reward model or a reward function): `RewardSettings`, `attach_reward`, `reward_scorer`, `check_reward`;
 - TRL trainers: `train_with_trl`, `training_arguments`;
 - several processes: `rank`, `world_size`, `is_main`, `barrier`, `average_gradients`, `clip_grad_norm_`,
   `reduce_metrics`; FSDP2 sharding: `sharding_requested`, `shard`, `is_sharded`, `gathered`, `gather_for_good`;
@@ -39,7 +39,7 @@ from aligner.memory import TensorMemory
 from aligner.online import Rollout as OnlineRollout
 from aligner.online import aggregate, clipped_loss, k3, train_online
 from aligner.online import check as check_online
-from aligner.online_settings import OnlineSettings
+from aligner.online_settings import OnlineSettings, RewardSettings
 from aligner.loop import optimize
 from aligner.pairs import PairBatch, Sequences, encode_pairs, encode_sequences, pair_batches, sequence_logprobs
 from aligner.models import (Placement, active_adapter, adapter_parameters, add_adapter, base_fingerprint,
@@ -80,7 +80,8 @@ __all__ = [
     "trainable_parameters", "base_fingerprint", "reference", "enable_gradient_checkpointing", "checkpointing_active",
     "sample", "Samples", "prompt_texts", "response_forward", "response_logprobs", "ResponseForward", "position_ids",
     "final_hidden", "head_logprobs", "TensorMemory",
-    "OnlineSettings", "OnlineRollout", "train_online", "check_online", "clipped_loss", "aggregate", "k3",
+    "OnlineSettings", "RewardSettings", "OnlineRollout", "train_online", "check_online", "clipped_loss", "aggregate",
+    "k3",
     "PairBatch", "Sequences", "encode_pairs", "encode_sequences", "pair_batches", "sequence_logprobs", "optimize",
     "ScalarHead", "last_token_index", "REWARD_ADAPTER", "RewardModel", "RewardModelError", "train_reward_model", "pairwise_accuracy", "save_reward_model",
     "load_reward_model", "read_reward_model_meta", "attach_reward", "reward_scorer", "check_reward",

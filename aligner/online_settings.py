@@ -1,5 +1,5 @@
-"""The settings every critic-free online algorithm shares, importable without torch (plugin settings are read
-when `aligner plugins` lists them)."""
+"""The settings online algorithms share (the reward source) and those every critic-free one shares, importable
+without torch (plugin settings are read when `aligner plugins` lists them)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,28 @@ from aligner.config import ConfigError, RunConfig, setting
 
 
 @dataclass
-class OnlineSettings(RunConfig):
-    """What every critic-free online algorithm shares: the reward source, the rollout shape, the update and the KL."""
+class RewardSettings(RunConfig):
+    """Where an online algorithm's reward comes from (read by `aligner.rewards`): PPO's and the critic-free
+    methods' settings extend this."""
 
-    reward: str = setting("model", "Reward source: model (a trained reward model), gold (the --gold-reward scorer), "
-                                   "or any registered reward function's name.")
+    reward: str = setting("model", "Reward source: model (a trained reward model), gold (the --gold-reward scorer, "
+                                   "the DPO paper's PPO-GT setting), or any registered reward function's name.")
     reward_model: str | None = setting(None, "A reward model directory from `aligner run reward`; when none is "
                                              "given and --reward is model, one is trained first.")
     reward_model_steps: int = setting(400, "Steps to train the reward model when none is given.")
     reward_model_learning_rate: float = setting(1e-3, "Learning rate of that reward model training.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require(["reward_model_steps", "reward_model_learning_rate"])
+        if self.reward_model is not None and self.reward != "model":
+            raise ConfigError(f"--reward-model is only used with --reward model, not --reward {self.reward}")
+
+
+@dataclass
+class OnlineSettings(RewardSettings):
+    """What every critic-free online algorithm shares: the reward source, the rollout shape, the update and the KL."""
+
     max_steps: int = setting(60, "Iterations: one rollout and its updates each.")
     learning_rate: float = setting(1e-3, "Optimizer learning rate of the policy adapter.")
     prompts_per_step: int = setting(16, "Prompts sampled per iteration.")
@@ -39,7 +52,7 @@ class OnlineSettings(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.require(["prompts_per_step", "samples_per_prompt", "epochs", "response_length", "temperature",
-                      "reward_model_steps", "reward_model_learning_rate", "save_every"])
+                      "save_every"])
         self.require(["kl_coef", "cliprange", "max_grad_norm"], inclusive=True)
         if self.response_length >= self.max_length:
             raise ConfigError(f"--response-length {self.response_length} must be below --max-length "
@@ -49,5 +62,3 @@ class OnlineSettings(RunConfig):
         if rollout % self.batch_size:
             raise ConfigError(f"--batch-size {self.batch_size} must divide the rollout of --prompts-per-step x "
                               f"--samples-per-prompt = {rollout} responses")
-        if self.reward_model is not None and self.reward != "model":
-            raise ConfigError(f"--reward-model is only used with --reward model, not --reward {self.reward}")

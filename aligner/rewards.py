@@ -3,7 +3,7 @@ shared base (given with `--reward-model`, or trained first as a LoRA adapter + h
 on the text (`--reward gold` is the evaluation's scorer, the DPO paper's "PPO-GT" setting).
 
 The settings read are `reward`, `reward_model`, `reward_model_steps`, `reward_model_learning_rate`, `gold_reward`,
-`batch_size`, `max_length` and `seed` (`OnlineSettings` has them all)."""
+`batch_size`, `max_length` and `seed` (`RewardSettings` and the shared settings of `RunConfig`)."""
 
 from __future__ import annotations
 

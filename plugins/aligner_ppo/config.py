@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aligner import ConfigError, RunConfig, setting
+from aligner import ConfigError, RewardSettings, setting
 
 
 @dataclass
-class PPOSettings(RunConfig):
+class PPOSettings(RewardSettings):
     """RLHF PPO on LoRA adapters over one frozen base (Ziegler et al. 2019; Huang et al. 2024, "The N+
     Implementation Details of RLHF with PPO"). Policy, critic and reward model are adapters or heads on the same
     base weights; the reference is the base with adapters disabled."""
@@ -16,12 +16,6 @@ class PPOSettings(RunConfig):
                           choices=("shared", "separate"))
     critic_init: str = setting("reward", "Separate critic only: start its adapter and head from the reward "
                                          "model's (reward) or from scratch (zero).", choices=("reward", "zero"))
-    reward: str = setting("model", "Reward source: model (a trained reward model), gold (the --gold-reward scorer, "
-                                   "the DPO paper's PPO-GT setting), or any registered reward function's name.")
-    reward_model: str | None = setting(None, "A reward model directory from `aligner run reward`; when none is "
-                                             "given and --reward is model, one is trained first.")
-    reward_model_steps: int = setting(400, "Steps to train the reward model when none is given.")
-    reward_model_learning_rate: float = setting(1e-3, "Learning rate of that reward model training.")
     max_steps: int = setting(60, "PPO iterations (one rollout batch and its updates each).")
     learning_rate: float = setting(1e-3, "Optimizer learning rate for the policy, critic and value head.")
     rollout_batch_size: int = setting(64, "Prompts sampled per iteration.")
@@ -65,7 +59,7 @@ class PPOSettings(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.require(["rollout_batch_size", "ppo_epochs", "response_length", "temperature", "target_kl", "kl_horizon",
-                      "gradient_accumulation_steps", "save_every", "reward_model_steps", "reward_model_learning_rate"])
+                      "gradient_accumulation_steps", "save_every"])
         self.require(["kl_coef", "cliprange", "cliprange_value", "vf_coef", "entropy_coef", "max_grad_norm"],
                      inclusive=True)
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
@@ -80,5 +74,3 @@ class PPOSettings(RunConfig):
         if self.batch_size % self.gradient_accumulation_steps:
             raise ConfigError(f"--gradient-accumulation-steps {self.gradient_accumulation_steps} must divide "
                               f"--batch-size {self.batch_size}")
-        if self.reward_model is not None and self.reward != "model":
-            raise ConfigError(f"--reward-model is only used with --reward model, not --reward {self.reward}")
