@@ -9,6 +9,7 @@ import functools
 from pathlib import Path
 
 from aligner.config import RunConfig, setting
+from aligner.data.kinds import LAYOUTS, PREFERENCE, PROMPT, UNPAIRED
 from aligner.errors import (AlignerError, CheckpointError, ConfigError, DatasetError, InputError, ModelLoadError,
                             RunError, TrainingError)
 from aligner.hookspecs import hookimpl
@@ -52,5 +53,5 @@ __all__ = ["run", "__version__", "Algorithm", "RewardFunction", "hookimpl", "Run
            "RewardSettings", "setting",
            "AlignerError",
            "InputError", "RunError", "ConfigError", "DatasetError", "ModelLoadError", "CheckpointError",
-           "TrainingError"]
+           "TrainingError", "LAYOUTS", "PREFERENCE", "PROMPT", "UNPAIRED"]
 """Imported eagerly: the light part of the API, which plugins need just to be listed (settings, errors)."""

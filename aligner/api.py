@@ -14,6 +14,10 @@ Registering: `Algorithm`, `RewardFunction`, `hookimpl`. Settings: `RunConfig`, `
   `pair_batches`, `optimize` (AdamW, warm-up, clipping, gradient averaging, logging, progress);
 - critic-free online training: `OnlineSettings`, `train_online` (give it an advantage function of an
   `OnlineRollout`), `clipped_loss`, `aggregate`, `k3`;
+- data: the layouts an algorithm can declare it trains on (`PREFERENCE`, `UNPAIRED`, `PROMPT`, `LAYOUTS` for
+  all), `PromptRows` (distinct prompts with their columns, for online methods), `repeat_columns`,
+  `interleave_unpaired` (pairs as KTO's desirable and undesirable examples);
+- rewards read from the command line: `resolve_reward`, `RewardSource`, `RewardError`, `completions_like`;
 - heads and reward models: `ScalarHead`, `last_token_index`, `RewardModel`, `train_reward_model`,
   `save_reward_model`, `load_reward_model`, `read_reward_model_meta`; reward sources for online algorithms
   (a reward model or a reward function): `RewardSettings`, `attach_reward`, `reward_scorer`, `check_reward`;
@@ -25,7 +29,10 @@ Registering: `Algorithm`, `RewardFunction`, `hookimpl`. Settings: `RunConfig`, `
 """
 
 from aligner.config import RunConfig, changed_settings, setting, to_dict
+from aligner.data.prompts import PromptRows, repeat_columns
 from aligner.config import fingerprint as settings_fingerprint
+from aligner.data.kinds import LAYOUTS, PREFERENCE, PROMPT, UNPAIRED
+from aligner.data.layouts import interleave_unpaired
 from aligner.distributed import (average_gradients, barrier, clip_grad_norm_, is_main, rank, reduce_metrics,
                                  world_size)
 from aligner.errors import (AlignerError, CheckpointError, ConfigError, DatasetError, InputError, ModelLoadError,
@@ -51,7 +58,10 @@ from aligner.reward_model import RewardModel, RewardModelError, pairwise_accurac
 from aligner.reward_model import load as load_reward_model
 from aligner.reward_model import read_meta as read_reward_model_meta
 from aligner.reward_model import save as save_reward_model
+from aligner.reward.sources import RewardError, RewardSource
+from aligner.reward.sources import resolve as resolve_reward
 from aligner.rewards import attach as attach_reward
+from aligner.rewards import completions_like
 from aligner.rewards import check as check_reward
 from aligner.rewards import scorer as reward_scorer
 from aligner.rundir import CHECKPOINTS
@@ -90,4 +100,6 @@ __all__ = [
     "sharding_requested", "shard", "is_sharded", "gathered", "gather_for_good",
     "save_state", "load_state", "state_exists", "find_checkpoint", "CHECKPOINTS", "to_dict", "changed_settings",
     "settings_fingerprint",
+    "PromptRows", "repeat_columns", "RewardSource", "RewardError", "resolve_reward", "completions_like",
+    "PREFERENCE", "UNPAIRED", "PROMPT", "LAYOUTS", "interleave_unpaired",
 ]

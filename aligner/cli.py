@@ -18,7 +18,8 @@ def _plugins_command(args) -> int:
     for info in loaded.plugins.values():
         rows.append({
             "name": info.name, "module": info.module, "distribution": info.distribution, "version": info.version,
-            "algorithms": [{"name": n, "description": loaded.registry.algorithms[n].description}
+            "algorithms": [{"name": n, "description": loaded.registry.algorithms[n].description,
+                            "data": list(loaded.registry.algorithms[n].accepts)}
                            for n in info.algorithms if n in loaded.registry.algorithms],
             "reward_functions": [{"name": n, "description": loaded.registry.reward_functions[n].description}
                                  for n in info.reward_functions if n in loaded.registry.reward_functions],
@@ -30,7 +31,7 @@ def _plugins_command(args) -> int:
     for row in rows:
         print(f"{row['name']}  ({row['distribution']} {row['version']}, {row['module']})")
         for a in row["algorithms"]:
-            print(f"    algorithm        {a['name']:<10} {a['description']}")
+            print(f"    algorithm        {a['name']:<10} {a['description']} [data: {', '.join(a['data'])}]")
         for r in row["reward_functions"]:
             print(f"    reward function  {r['name']:<10} {r['description']}")
         for e in row["errors"]:

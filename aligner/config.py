@@ -32,12 +32,27 @@ class RunConfig:
 
     model: str = setting("aligner-toy", "Base model: a Hugging Face hub id, a local directory, or aligner-toy "
                                         "(the embedded offline default).")
-    dataset: str = setting("aligner-toy", "Preference data (prompt/chosen/rejected): a hub id, a local "
-                                          ".jsonl/.json/.parquet/.csv file, or aligner-toy.")
-    eval_dataset: str | None = setting(None, "Held-out prompts (a file or hub id with a prompt column). Default: "
-                                             "the toy world's, or prompts split off --dataset.")
+    dataset: str = setting("aligner-toy", "Training data: a hub id, a local .jsonl/.json/.parquet/.csv file, a "
+                                          "dataset folder (a cloned hub dataset repository or a save_to_disk "
+                                          "folder), aligner-toy (preference pairs) or aligner-toy-verdicts "
+                                          "(prompts with answers). Layouts: docs/data.md.")
+    dataset_config: str | None = setting(None, "The dataset's config (subset), for datasets that have several.")
+    dataset_split: str | None = setting(None, "The split to train on. Default: train; else the one split whose name "
+                                              "starts with train; else the only split.")
+    columns: str | None = setting(None, "Map other column names to aligner's, e.g. prompt=question,chosen=response_j,"
+                                        "rejected=response_k.")
+    max_samples: int | None = setting(None, "Train on this many rows, drawn at random with --seed (before the "
+                                            "held-out prompts are split off). Default: every row.")
+    eval_dataset: str | None = setting(None, "Held-out prompts: a file, folder or hub id with a prompt column (its "
+                                             "other columns go to the judge). Default: the toy world's, --eval-split, "
+                                             "or prompts split off --dataset.")
+    eval_split: str | None = setting(None, "Take held-out prompts from this split of --eval-dataset, or of --dataset "
+                                           "when no --eval-dataset is given (e.g. test_prefs).")
     eval_prompts: int = setting(256, "How many held-out prompts to evaluate gold reward and KL on.")
-    gold_reward: str = setting("vader", "Registered reward function used as the gold scorer for evaluation.")
+    gold_reward: str = setting("vader", "The judge of evaluation: a registered reward function, module:function, "
+                                        "file.py:function, or a sequence-classification reward model (folder or hub "
+                                        "id).")
+    trust_remote_code: bool = setting(False, "Allow reward and judge models whose code lives in their repository.")
     eval_max_new_tokens: int = setting(20, "Response length cap when sampling for evaluation.")
     eval_temperature: float = setting(1.0, "Sampling temperature for evaluation (also used in its KL estimate).")
     output_dir: str | None = setting(None, "Run directory. Default: runs/<algorithm>-<timestamp>.")
@@ -88,7 +103,12 @@ class RunConfig:
                     raise ConfigError(f"--{flag(f.name)} must be a finite number, got {item!r}")
 
     def __post_init__(self) -> None:
+        for name, (_, is_list, _) in field_types(type(self)).items():
+            if is_list and isinstance(getattr(self, name), str):  # reward="gold" from Python, as YAML allows
+                setattr(self, name, [getattr(self, name)])
         self.require_finite()
+        if self.max_samples is not None:
+            self.require(["max_samples"])
         self.require(["eval_prompts", "eval_max_new_tokens", "eval_temperature", "learning_rate", "max_steps",
                       "batch_size", "lora_r", "lora_alpha", "max_length"])
         if not 0 <= self.lora_dropout < 1:
@@ -170,8 +190,9 @@ def add_arguments(parser: argparse.ArgumentParser, config_class) -> None:
             kwargs["type"] = scalar
             kwargs["metavar"] = "{" + ",".join(map(str, f.metadata["choices"])) + "}" if f.metadata.get("choices") \
                 else scalar.__name__.upper()
-            if is_list:
+            if is_list:  # --reward a --reward b and --reward a b alike
                 kwargs["nargs"] = "+"
+                kwargs["action"] = "extend"
         parser.add_argument(f"--{flag(f.name)}", **kwargs)
 
 

@@ -14,7 +14,7 @@ import torch
 
 from aligner import sampling
 from aligner.logprobs import response_logprobs
-from aligner.sampling import Samples, prompt_texts
+from aligner.sampling import Samples
 
 
 def sample(model, tokenizer, prompts: list, max_new_tokens: int, temperature: float, seed: int,
@@ -46,9 +46,12 @@ def sequence_kl(model, samples: Samples, temperature: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, tokenizer, prompts: list, gold_score, max_new_tokens: int, temperature: float,
-             seed: int, use_reference: bool = False, max_prompt_tokens: int | None = None) -> dict:
-    """Gold reward and KL of `model`'s samples; `use_reference=True` evaluates the base (adapters off)."""
+def evaluate(model, tokenizer, prompts: list, judge, max_new_tokens: int, temperature: float,
+             seed: int, use_reference: bool = False, max_prompt_tokens: int | None = None,
+             columns: dict | None = None) -> dict:
+    """Gold reward and KL of `model`'s samples; `use_reference=True` evaluates the base (adapters off).
+    `judge(prompts, responses, columns)` scores each response (None for one it does not score, left out of the
+    mean); `columns` are the held-out rows' other columns."""
     was_training = model.training
     model.eval()
     context = reference(model) if use_reference else contextlib.nullcontext()
@@ -58,11 +61,13 @@ def evaluate(model, tokenizer, prompts: list, gold_score, max_new_tokens: int, t
         kl = torch.zeros(len(prompts))
     else:
         kl = sequence_kl(model, samples, temperature)
-    scores = gold_score(prompt_texts(prompts, tokenizer), samples.responses)
+    scores = judge(prompts, samples.responses, columns or {})
+    scored = [s for s in scores if s is not None]
     model.train(was_training)
     return {
-        "gold_reward": statistics.fmean(scores),
-        "gold_reward_std": statistics.pstdev(scores),
+        "gold_reward": statistics.fmean(scored) if scored else None,
+        "gold_reward_std": statistics.pstdev(scored) if scored else None,
+        "judged": len(scored),
         "kl": kl.mean().item(),
         "response_tokens": samples.response_mask.sum(dim=1).float().mean().item(),
         "samples": [{"prompt": p, "response": r, "gold": s}

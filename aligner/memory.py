@@ -12,6 +12,7 @@ inside its own kernel are invisible to both counts.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import weakref
 from functools import partial
@@ -19,6 +20,30 @@ from functools import partial
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map_only
+
+
+_excluded: "weakref.WeakSet[torch.nn.Module]" = weakref.WeakSet()
+_active: list["StorageCounter"] = []
+
+
+def exclude(module: torch.nn.Module) -> None:
+    """Leaves `module`'s weights out of every count: a second model (an external reward model) whose memory is
+    reported on its own line, never folded into an algorithm's."""
+    _excluded.add(module)
+
+
+@contextlib.contextmanager
+def paused():
+    """Counts nothing inside the block (the active counter steps aside): what an excluded model allocates."""
+    if not _active:
+        yield
+        return
+    counter = _active[-1]
+    counter.__exit__(None, None, None)
+    try:
+        yield
+    finally:
+        counter.__enter__()
 
 
 class StorageCounter(TorchDispatchMode):
@@ -49,9 +74,16 @@ class StorageCounter(TorchDispatchMode):
         self._add(nbytes)
 
     def count_existing(self) -> None:
-        """Counts every tensor the garbage collector can reach: the weights and anything else alive now."""
+        """Counts every tensor the garbage collector can reach: the weights and anything else alive now, but
+        the weights of excluded modules."""
+        skip = {t.untyped_storage()._cdata for m in list(_excluded) for t in [*m.parameters(), *m.buffers()]}
         for obj in gc.get_objects():
             if issubclass(type(obj), torch.Tensor):  # not isinstance: it would wake deprecated module proxies
+                try:
+                    if obj.untyped_storage()._cdata in skip:
+                        continue
+                except (RuntimeError, NotImplementedError):
+                    pass
                 self.count(obj)
 
     def _add(self, nbytes: int) -> None:
@@ -98,10 +130,12 @@ class TensorMemory:
             self.counter = StorageCounter(self.device.type)
             self.counter.count_existing()
             self.counter.__enter__()
+            _active.append(self.counter)
         return self
 
     def __exit__(self, *exc) -> None:
         if self.counter is not None:
+            _active.remove(self.counter)
             self.counter.__exit__(*exc)
             self.peak_bytes = self.counter.peak
         else:

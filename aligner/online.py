@@ -11,7 +11,6 @@ calls `train_online`.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import torch
 
 from aligner import distributed, online_checkpoint, rewards
 from aligner.config import to_dict
+from aligner.data.prompts import PromptRows, repeat_columns
 from aligner.errors import TrainingError
 from aligner.logprobs import response_forward
 from aligner.models import (adapter_parameters, checkpointing_active, disable_dropout, enable_gradient_checkpointing,
@@ -86,9 +86,10 @@ def check_finite(name: str, value: torch.Tensor, step: int) -> None:
 
 
 @torch.no_grad()
-def collect(model, tokenizer, prompts: list, scorer, cfg: OnlineSettings, step: int) -> Rollout:
+def collect(model, tokenizer, prompts: list, columns: dict, scorer, cfg: OnlineSettings, step: int) -> Rollout:
     """Samples `samples_per_prompt` responses for each prompt (each row of the repeated batch is its own draw) and
-    scores them; log-probs at the sampling temperature, reference with adapters off."""
+    scores them (with each prompt's row's other `columns`); log-probs at the sampling temperature, reference with
+    adapters off."""
     repeated = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
     model.eval()
     samples = sample(model, tokenizer, repeated, max_new_tokens=cfg.response_length, temperature=cfg.temperature,
@@ -99,7 +100,10 @@ def collect(model, tokenizer, prompts: list, scorer, cfg: OnlineSettings, step: 
     old = response_forward(model, *args).logprobs * mask
     with model.disable_adapter():
         ref = response_forward(model, *args).logprobs * mask
-    raw = scorer(samples).float().cpu()
+    try:
+        raw = scorer(samples, repeat_columns(columns, cfg.samples_per_prompt)).float().cpu()
+    except TrainingError as fault:  # a reward function's fault, naming the function and the row
+        raise TrainingError(f"{fault} at iteration {step}") from None
     check_finite("scores", raw, step)
     scores = raw - cfg.missing_eos_penalty * (~samples.has_eos).float().cpu()
     return Rollout(samples, groups, mask.cpu(), old.cpu(), ref.cpu(), scores)
@@ -175,7 +179,7 @@ def train_online(context, advantages: Advantages, *, kl_in_loss: bool, aggregati
     sampler = torch.Generator().manual_seed(cfg.seed + distributed.rank())
     if distributed.rank():
         torch.manual_seed(cfg.seed + distributed.rank())
-    prompts = list({json.dumps(p): p for p in context.train_dataset["prompt"]}.values())
+    prompts = PromptRows(context.train_dataset)
     totals = {"generated": 0, "trained": 0, "rollout": 0.0, "update": 0.0}
     first = 1
     if resumed is not None:
@@ -188,7 +192,7 @@ def train_online(context, advantages: Advantages, *, kl_in_loss: bool, aggregati
         for step in range(first, cfg.max_steps + 1):
             chosen = torch.randperm(len(prompts), generator=sampler)[:cfg.prompts_per_step].tolist()
             began = time.perf_counter()
-            rollout = collect(model, context.tokenizer, [prompts[i] for i in chosen], scorer, cfg, step)
+            rollout = collect(model, context.tokenizer, *prompts.take(chosen), scorer, cfg, step)
             adv = advantages(rollout, cfg)
             check_finite("advantages", adv, step)
             updating = time.perf_counter()

@@ -13,8 +13,14 @@ class RewardSettings(RunConfig):
     """Where an online algorithm's reward comes from (read by `aligner.rewards`): PPO's and the critic-free
     methods' settings extend this."""
 
-    reward: str = setting("model", "Reward source: model (a trained reward model), gold (the --gold-reward scorer, "
-                                   "the DPO paper's PPO-GT setting), or any registered reward function's name.")
+    reward: list[str] = setting(["model"], "Reward source(s): model (aligner's reward model on the base), gold (the "
+                                           "--gold-reward judge, the DPO paper's PPO-GT setting), a registered "
+                                           "reward function, module:function, file.py:function (called as TRL "
+                                           "calls reward_funcs), or a sequence-classification model; repeat "
+                                           "--reward to sum several.")
+    reward_weights: list[float] = setting([], "Weights of the --reward sources, in order (default: 1 each).")
+    reward_dataset: str | None = setting(None, "Preference pairs to train the reward model on when --dataset has "
+                                               "none (prompt-only data); same forms as --dataset.")
     reward_model: str | None = setting(None, "A reward model directory from `aligner run reward`; when none is "
                                              "given and --reward is model, one is trained first.")
     reward_model_steps: int = setting(400, "Steps to train the reward model when none is given.")
@@ -23,8 +29,14 @@ class RewardSettings(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.require(["reward_model_steps", "reward_model_learning_rate"])
-        if self.reward_model is not None and self.reward != "model":
-            raise ConfigError(f"--reward-model is only used with --reward model, not --reward {self.reward}")
+        if self.reward_model is not None and "model" not in self.reward:
+            raise ConfigError(f"--reward-model is only used with --reward model, not --reward "
+                              f"{' '.join(self.reward)}")
+        if not self.reward:
+            raise ConfigError("--reward must name at least one reward source")
+        if self.reward_weights and len(self.reward_weights) != len(self.reward):
+            raise ConfigError(f"--reward-weights: {len(self.reward_weights)} weights for {len(self.reward)} rewards "
+                              f"({', '.join(self.reward)})")
 
 
 @dataclass

@@ -37,7 +37,8 @@ class PairBatch:
     rejected: Sequences
 
 
-def _token_ids(tokenizer, prompt, response) -> tuple[list[int], list[int]]:
+def token_ids(tokenizer, prompt, response) -> tuple[list[int], list[int]]:
+    """(prompt ids, response ids) of one row, as the module docstring says, before any truncation."""
     if isinstance(prompt, list):
         prompt_ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True)
         full = tokenizer.apply_chat_template(prompt + response, tokenize=True)
@@ -52,7 +53,7 @@ def encode_sequences(tokenizer, prompts: list, responses: list, max_length: int,
     """Prompt + response of each row as right-padded tensors with a response mask (see the module docstring)."""
     rows, masks = [], []
     for prompt, response in zip(prompts, responses):
-        prompt_ids, response_ids = _token_ids(tokenizer, prompt, response)
+        prompt_ids, response_ids = token_ids(tokenizer, prompt, response)
         if len(prompt_ids) + len(response_ids) > max_length:
             response_ids = response_ids[:max_length - min(len(prompt_ids), max_length // 2)]
             prompt_ids = keep_end(prompt_ids, max_length - len(response_ids), tokenizer.bos_token_id)
@@ -86,9 +87,10 @@ def sequence_logprobs(model, sequences: Sequences, average: bool = False, temper
     return total / mask.sum(1).clamp(min=1) if average else total
 
 
-def pair_batches(rows: list[dict], batch_size: int, seed: int) -> Iterator[list[dict]]:
-    """Rows in shuffled order, `batch_size` at a time, reshuffled each epoch, without end. Each process of a
-    data-parallel run draws its own order (seed + rank), so their batches differ."""
+def pair_batches(rows, batch_size: int, seed: int) -> Iterator[list[dict]]:
+    """Rows (a list of dicts, or a `datasets.Dataset`, read a batch at a time) in shuffled order, `batch_size` at a
+    time, reshuffled each epoch, without end. Each process of a data-parallel run draws its own order
+    (seed + rank), so their batches differ."""
     gen = random.Random(seed + distributed.rank())
     order: list[int] = []
     while True:
@@ -96,5 +98,9 @@ def pair_batches(rows: list[dict], batch_size: int, seed: int) -> Iterator[list[
             fresh = list(range(len(rows)))
             gen.shuffle(fresh)
             order += fresh
-        yield [rows[i] for i in order[:batch_size]]
+        if isinstance(rows, list):
+            yield [rows[i] for i in order[:batch_size]]
+        else:
+            columns = rows[order[:batch_size]]
+            yield [dict(zip(columns, values)) for values in zip(*columns.values())]
         del order[:batch_size]

@@ -26,11 +26,18 @@ class Algorithm:
     check: Callable[[Any, "Registry"], None] | None = None
     """`check(config, registry)`, called before any data or weights load: refuse settings that name unusable
     files (a checkpoint to resume, a reward model) here, so a mistake costs seconds, not a base evaluation."""
+    accepts: tuple[str, ...] = ("preference",)
+    """The data layouts `train` can use (`aligner.api.PREFERENCE`, `UNPAIRED`, `PROMPT`; `LAYOUTS` for all): rows in
+    another layout are refused before anything loads. An online method that reads only prompts takes them all."""
 
 
 @dataclass(frozen=True)
 class RewardFunction:
-    """Scores response texts: `score(prompts, responses) -> list[float]`, higher is better."""
+    """Scores responses, higher is better, called as TRL calls its reward functions:
+    `score(prompts=[...], completions=[...], **columns) -> list[float | None]`, the prompts and completions as the data
+    has them (strings, or message lists) and each other column of the rows as a keyword list; None for a row the
+    function does not score. A function taking neither `completions` nor `**kwargs` is called
+    `score(prompts, completions)`."""
 
     name: str
     description: str

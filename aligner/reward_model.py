@@ -60,16 +60,26 @@ def encode_pairs(tokenizer, rows: list[dict], max_length: int, device) -> tuple[
     return encode("chosen"), encode("rejected")
 
 
-def split_pairs(rows: list[dict], held_out_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Held-out pairs for accuracy, split by prompt so no held-out prompt is trained on."""
-    prompts = sorted({json.dumps(r["prompt"]) for r in rows})
+def split_pairs(rows, held_out_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices of the training and the held-out pairs of `rows` (a list of dicts, or a `datasets.Dataset`, whose
+    prompt column alone is read), split by prompt so no held-out prompt is trained on."""
+    keys = [json.dumps(p) for p in (rows["prompt"] if not isinstance(rows, list) else (r["prompt"] for r in rows))]
+    prompts = sorted(set(keys))
     random.Random(seed).shuffle(prompts)
     held = set(prompts[: max(1, int(len(prompts) * held_out_fraction))])
-    train = [r for r in rows if json.dumps(r["prompt"]) not in held]
-    test = [r for r in rows if json.dumps(r["prompt"]) in held]
+    train = [i for i, key in enumerate(keys) if key not in held]
+    test = [i for i, key in enumerate(keys) if key in held]
     if not train or not test:
         raise DatasetError(f"{len(rows)} pairs are too few to hold out {held_out_fraction:.0%} for accuracy")
     return train, test
+
+
+def take(rows, indices: list[int]) -> list[dict]:
+    """The rows at `indices` as dicts, from a list or a `datasets.Dataset` (read only at those rows)."""
+    if isinstance(rows, list):
+        return [rows[i] for i in indices]
+    columns = rows[list(indices)]
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
 
 @torch.no_grad()
@@ -84,11 +94,13 @@ def pairwise_accuracy(model, head, tokenizer, rows, max_length, device, batch_si
     return correct / len(rows)
 
 
-def train_reward_model(model, tokenizer, rows: list[dict], *, steps: int, batch_size: int, learning_rate: float,
+def train_reward_model(model, tokenizer, rows, *, steps: int, batch_size: int, learning_rate: float,
                        max_length: int, heldout_fraction: float, seed: int, device, log_metrics
                        ) -> tuple[RewardModel, dict]:
-    """Adds the `reward` adapter and head to `model`, trains them, and returns the model and its metrics."""
-    train_rows, test_rows = split_pairs(rows, heldout_fraction, seed)
+    """Adds the `reward` adapter and head to `model`, trains them on `rows` (preference pairs: a list of dicts or a
+    `datasets.Dataset`), and returns the model and its metrics."""
+    train_rows, held_out = split_pairs(rows, heldout_fraction, seed)
+    test_rows = take(rows, held_out)
     if ADAPTER not in model.peft_config:  # a sharded model has it added before sharding
         add_adapter(model, ADAPTER)
     head = ScalarHead(model.config.hidden_size, zero_init=False).to(device)
@@ -101,7 +113,7 @@ def train_reward_model(model, tokenizer, rows: list[dict], *, steps: int, batch_
     bar = tqdm(total=steps, desc="reward model", dynamic_ncols=True, disable=not distributed.is_main())
     with active_adapter(model, ADAPTER, trainable=params), checkpointing_active(model), bar:
         for step in range(1, steps + 1):
-            batch = gen.sample(train_rows, min(batch_size, len(train_rows)))
+            batch = take(rows, gen.sample(train_rows, min(batch_size, len(train_rows))))
             chosen, rejected = encode_pairs(tokenizer, batch, max_length, device)
             margin = sequence_scores(model, head, **chosen) - sequence_scores(model, head, **rejected)
             loss = -torch.nn.functional.logsigmoid(margin).mean()

@@ -16,8 +16,9 @@ import torch
 import transformers
 
 from aligner import config as config_mod
-from aligner import (data, distributed, evaluation, memory, models, plugins, resources, rundir, sharding, terminal,
-                     threads, tracking)
+from aligner import (distributed, evaluation, judges, memory, models, plugins, resources, rundir, sharding,
+                     terminal, threads, tracking)
+from aligner.data import prepare as data
 from aligner.errors import TrainingError
 
 
@@ -29,12 +30,22 @@ class TrainContext:
     base_model: torch.nn.Module
     tokenizer: Any
     train_dataset: Any
+    """The training rows (a `datasets.Dataset`) in the normal form of their layout (`data_layout`)."""
     eval_prompts: list
     placement: models.Placement
     output_dir: Path
     """The staging run directory; algorithms may save extra artefacts (critic, reward model) here."""
     log_metrics: Callable[[int, dict], None]
     registry: Any
+    data_layout: Any = None
+    """`aligner.data.Layout` of `train_dataset`: its kind (preference, unpaired, prompt) and whether it is
+    conversational."""
+    reward_pairs: Any = None
+    """Preference rows for a reward model trained in the run (the training rows, or --reward-dataset's)."""
+    eval_columns: dict = field(default_factory=dict)
+    """The held-out rows' other columns, for a judge that reads them."""
+    reward_sources: dict = field(default_factory=dict)
+    """`--reward` and `--gold-reward` sources by name, resolved and probed before training."""
     summary_extras: dict = field(default_factory=dict)
     """Algorithm-specific figures to add to summary.json (reward model accuracy, phase times, ...).
     `trainable_params` here replaces the runner's count of the returned policy's trainable parameters, for
@@ -61,6 +72,8 @@ def summary_table(summary: dict) -> str:
         rows.append(("reward model held-out accuracy", f"{summary['reward_model_accuracy']:.3f}"))
     if summary.get("peak_tensor_mb") is not None:
         rows.append(("peak tensor memory (MB)", f"{summary['peak_tensor_mb']:.1f}"))
+    for name, mb in (summary.get("reward_model_weights_mb") or {}).items():
+        rows.append((f"weights of reward model {name} (MB)", f"{mb:.1f}"))
     rows += [("peak process memory (MB)", f"{summary['peak_memory_mb']:.0f}"),
              ("train time (s)", f"{summary['train_seconds']:.1f}")]
     if summary["trainable_params"] is not None:
@@ -87,7 +100,7 @@ def run(algorithm: str, config=None, *, verbose: bool = False, **overrides) -> d
     loaded = plugins.default()
     algo = loaded.registry.algorithm(algorithm)
     cfg = resolve_config(algo, config, **overrides)
-    gold = loaded.registry.reward_function(cfg.gold_reward)
+    judges.check(cfg, loaded.registry)
     out = Path(cfg.output_dir) if cfg.output_dir else rundir.default_output_dir(algorithm)
     rundir.check_destination(out, cfg.overwrite)
     sharding.check_launch()
@@ -102,7 +115,7 @@ def run(algorithm: str, config=None, *, verbose: bool = False, **overrides) -> d
         if algo.check is not None:
             algo.check(cfg, loaded.registry)
         staging = Path(distributed.broadcast(str(rundir.staging_dir(out)) if main else None))
-        summary = _run_claimed(algorithm, algo, cfg, gold, loaded.registry, where, state, main, out, staging)
+        summary = _run_claimed(algorithm, algo, cfg, loaded.registry, where, state, main, out, staging)
     except KeyboardInterrupt:
         raise Interrupted(_left_behind(staging, out, main, "interrupted")) from None
     except BaseException:
@@ -149,14 +162,18 @@ EMPTY_EVALUATION = {"gold_reward": None, "gold_reward_std": None, "kl": None, "r
 """What an algorithm that trains no policy gets in place of an evaluation."""
 
 
-def _load(cfg, where, state):
-    """Data (every row checked), then the tokenizer (conversational data needs its chat template), then weights."""
+def _load(algorithm, algo, cfg, where, state, main):
+    """Data (every row checked), then the tokenizer (conversational data needs its chat template; truncation is
+    counted), then weights."""
     with state.main_process_first():  # the main process builds the toy world (once) before the others read it
-        train_dataset, eval_prompts = data.load_for_run(cfg.dataset, cfg.eval_dataset, cfg.eval_prompts)
-        sources = [(cfg.dataset, train_dataset["prompt"][:1]), (cfg.eval_dataset or cfg.dataset, eval_prompts)]
-        base, tokenizer = models.load_base(cfg.model, where, check_tokenizer=lambda tok: data.check_chat_template(
-            tok, cfg.model, sources))
-    return train_dataset, eval_prompts, base, tokenizer
+        run_data = data.load_for_run(cfg, algo.accepts, algorithm, reward_pairs_needed=judges.trains_reward_model(cfg))
+        # online methods (they sample responses) keep a prompt's last max-length minus response-length tokens
+        budget = cfg.max_length - cfg.response_length if hasattr(cfg, "response_length") else None
+        base, tokenizer = models.load_base(cfg.model, where, check_tokenizer=lambda tok: data.fit_to_tokenizer(
+            run_data, tok, cfg.model, cfg.max_length, budget))
+    if main:
+        terminal.note(data.start_line(run_data))
+    return run_data, base, tokenizer
 
 
 class _Steps:
@@ -201,7 +218,7 @@ def _summary(algorithm, algo, cfg, where, context, policy, before, after, second
         "response_tokens_before": before["response_tokens"],
         "response_tokens_after": after["response_tokens"],
         "eval_prompts": len(context.eval_prompts),
-        "train_pairs": len(context.train_dataset),
+        "train_rows": len(context.train_dataset),
         "peak_memory_mb": peak["process"],
         "peak_tensor_mb": peak["tensors"],
         "train_seconds": seconds["train"],
@@ -217,13 +234,17 @@ def _summary(algorithm, algo, cfg, where, context, policy, before, after, second
     }
 
 
-def _run_claimed(algorithm, algo, cfg, gold, registry, where, state, main, out, staging) -> dict | None:
-    train_dataset, eval_prompts, base, tokenizer = _load(cfg, where, state)
+def _run_claimed(algorithm, algo, cfg, registry, where, state, main, out, staging) -> dict | None:
+    run_data, base, tokenizer = _load(algorithm, algo, cfg, where, state, main)
+    eval_prompts, eval_columns = run_data.eval_prompts, run_data.eval_columns
+    rewards = judges.load(cfg, registry, where)
+    judges.probe(cfg, rewards, run_data, base, tokenizer)
+    judge = judges.judge(cfg, rewards)
     eval_args = dict(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature, seed=cfg.seed,
-                     max_prompt_tokens=cfg.max_length)
+                     max_prompt_tokens=cfg.max_length, columns=eval_columns)
     evaluates = algo.trains_policy and main  # with several processes, the main one evaluates and writes
     seconds = {"eval": time.perf_counter()}
-    before = evaluation.evaluate(base, tokenizer, eval_prompts, gold.score, **eval_args) if evaluates \
+    before = evaluation.evaluate(base, tokenizer, eval_prompts, judge, **eval_args) if evaluates \
         else EMPTY_EVALUATION
     seconds["eval"] = time.perf_counter() - seconds["eval"]
 
@@ -233,9 +254,12 @@ def _run_claimed(algorithm, algo, cfg, gold, registry, where, state, main, out, 
         if main:
             rundir.write_yaml(staging / "config.yaml", {"algorithm": algorithm, **settings})
         steps = _Steps(metrics)
-        context = TrainContext(config=cfg, base_model=base, tokenizer=tokenizer, train_dataset=train_dataset,
-                               eval_prompts=eval_prompts, placement=where, output_dir=staging, log_metrics=steps,
-                               registry=registry)
+        context = TrainContext(config=cfg, base_model=base, tokenizer=tokenizer,
+                               train_dataset=run_data.train.dataset, eval_prompts=eval_prompts, placement=where,
+                               output_dir=staging, log_metrics=steps, registry=registry,
+                               data_layout=run_data.train.layout, eval_columns=eval_columns,
+                               reward_sources=rewards,
+                               reward_pairs=run_data.reward_pairs.dataset if run_data.reward_pairs else None)
         resources.reset_peak()
         started = time.perf_counter()
         counting = memory.counts(cfg.tensor_memory, where.device, base)
@@ -251,11 +275,12 @@ def _run_claimed(algorithm, algo, cfg, gold, registry, where, state, main, out, 
         after = EMPTY_EVALUATION
         if algo.trains_policy:
             started = time.perf_counter()
-            after = evaluation.evaluate(policy, tokenizer, eval_prompts, gold.score, **eval_args)
+            after = evaluation.evaluate(policy, tokenizer, eval_prompts, judge, **eval_args)
             seconds["eval"] += time.perf_counter() - started
             models.save_adapter(policy, policy.active_adapter, staging / "adapter")
             tokenizer.save_pretrained(staging / "adapter")
         summary = _summary(algorithm, algo, cfg, where, context, policy, before, after, seconds, peak)
+        summary.update(judges.summary_fields(cfg, rewards, algo), data=run_data.report)
         rundir.write_json(staging / "summary.json", summary)
         rundir.write_json(staging / "samples.json", {"base": before["samples"], "policy": after["samples"]})
     finally:

@@ -34,3 +34,11 @@ def quiet_libraries() -> None:
     datasets_logging.set_verbosity_error()
     datasets_logging.disable_progress_bar()
     disable_progress_bars()
+
+
+def note(line: str) -> None:
+    """One line of what a run found or decided (the data it read), on stderr beside the progress bars."""
+    import sys
+
+    end_progress_bars()
+    print(line, file=sys.stderr, flush=True)

@@ -95,10 +95,12 @@ def train_with_trl(trainer_class, args, context):
     TRL computes reference log-probs with the adapter disabled, so the base weights exist once."""
     from aligner.models import lora_config
 
+    names = context.train_dataset.column_names
+    core = [c for c in ("prompt", "chosen", "rejected", "completion", "label") if c in names]
     trainer = trainer_class(
         model=context.base_model,
         args=args,
-        train_dataset=context.train_dataset,
+        train_dataset=context.train_dataset.select_columns(core),  # TRL reads its own columns; extras stay out
         processing_class=context.tokenizer,
         peft_config=lora_config(context.config),
         callbacks=[MetricsCallback(context.log_metrics)],

@@ -38,18 +38,21 @@ BAD_FILES = {
     "deep-json": ("d.json", b"[" * 100_000 + b"]" * 100_000, "d.json: JSON nested too deeply"),
     "json-not-list": ("d.json", b'{"prompt": "x"}', "d.json: expected a JSON list of rows, got dict"),
     "empty": ("d.jsonl", b"", "d.jsonl: no rows"),
-    "missing-field": ("d.jsonl", jsonl({"prompt": "a", "chosen": "b"}), "d.jsonl: row 1: missing field 'rejected'"),
-    "empty-chosen": ("d.jsonl", jsonl({**ROW, "chosen": "  "}), "row 1: field 'chosen': empty"),
+    "missing-field": ("d.jsonl", jsonl({"prompt": "a", "chosen": "b"}), "d.jsonl: column 'chosen' without 'rejected'"),
+    "empty-chosen": ("d.jsonl", jsonl({**ROW, "chosen": "  "}),
+                     "d.jsonl: 1 of 1 rows cannot train: 1 rows with field 'chosen' empty (first: row 1)"),
     "number-field": ("d.jsonl", jsonl({**ROW, "rejected": 3}), "row 1: field 'rejected': expected a non-empty string"),
-    "same-answers": ("d.jsonl", jsonl({**ROW, "rejected": ROW["chosen"]}), "row 1: field 'chosen' is identical"),
+    "same-answers": ("d.jsonl", jsonl({**ROW, "rejected": ROW["chosen"]}),
+                     "rows with field 'chosen' identical to 'rejected' (first: row 1)"),
     "bad-message": ("d.jsonl", jsonl({**CHAT_ROW, "chosen": [{"role": "assistant"}]}),
                     "row 1: field 'chosen': messages must be {'role': str, 'content': str}"),
-    "mixed-row": ("d.jsonl", jsonl({**CHAT_ROW, "prompt": "the movie was"}),
-                  "row 1: 'prompt' is a string, 'chosen' is a message list, 'rejected' is a message list; a row's "
-                  "fields must all be strings"),
     "mixed-file": ("d.jsonl", jsonl(ROW, CHAT_ROW),
-                   "row 2 is conversational (message lists) but row 1 is standard (strings); one file must use one "
-                   "format"),
+                   "d.jsonl: row 2: field 'chosen' is a message list but row 1 has a string; one file must use one "
+                   "format per field"),
+    "no-layout": ("d.jsonl", jsonl({"question": "a", "answer": "b"}),
+                  "d.jsonl: rows match no layout: columns found: question, answer; accepted: "),
+    "label-not-boolean": ("d.jsonl", jsonl({"prompt": "a", "completion": "b", "label": "good"}),
+                          "d.jsonl: row 1: field 'label': expected a boolean (true/false, or 1/0), got 'good'"),
     "wrong-type": ("d.txt", b"hello", "d.txt: unsupported file type '.txt'"),
     "chat-without-template": ("d.jsonl", jsonl(*[{**CHAT_ROW, "prompt": [{"role": "user", "content": f"p{i}"}]}
                                                  for i in range(10)]),
@@ -99,7 +102,40 @@ def test_bad_data_files(tmp_path, capsys, toy_world, nothing_expensive, flag, ca
 def test_missing_data_file(tmp_path, capsys, nothing_expensive):
     out = tmp_path / "out"
     code = main(["run", "orpo", "--dataset", str(tmp_path / "none.jsonl"), "--output-dir", str(out)])
-    assert_refused(capsys, code, 2, "none.jsonl: no such file", out)
+    assert_refused(capsys, code, 2, "none.jsonl: no such file or folder", out)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "{repo}"], "{repo}: no 'train' split to default to; its splits are: train_prefs, test_prefs, "
+                              "train_sft, test_sft, train_gen, test_gen; choose one with --dataset-split"),
+    (["--dataset", "{repo}", "--dataset-split", "validation"], "{repo}: no split 'validation'; its splits are: "
+                                                               "train_prefs, test_prefs"),
+    (["--dataset", "{repo}", "--dataset-config", "nope"], "{repo}: no config 'nope'; its configs are: default"),
+    (["--dataset", "{repo}", "--dataset-split", "train_prefs", "--eval-split", "dev"],
+     "{repo}: no split 'dev'; its splits are: train_prefs, test_prefs"),
+    (["--dataset", "{repo}", "--dataset-split", "train_prefs", "--columns", "prompt=question"],
+     "--columns names 'question', not a column of the data (columns: prompt, prompt_id, chosen, rejected, messages"),
+    (["--dataset", "{repo}", "--columns", "prompt"], "--columns prompt: expected NAME=COLUMN pairs"),
+    (["--gold-reward", "nowhere_module:f"], "--gold-reward nowhere_module:f: could not import nowhere_module"),
+    (["--gold-reward", "{repo}"], "--gold-reward {repo}: a folder with no config.json: not a model"),
+])
+def test_bad_sources_splits_columns_and_judges(tmp_path, capsys, toy_world, nothing_expensive, argv, message):
+    """A clone of HuggingFaceH4/ultrafeedback_binarized's layout: splits train_prefs ... test_gen, no train."""
+    from tests.fixtures.layouts import h4_ultrafeedback
+
+    repo = h4_ultrafeedback(tmp_path / "repo")
+    out = tmp_path / "out"
+    code = main(["run", "dpo", *[a.format(repo=repo) for a in argv], "--output-dir", str(out), *FAST])
+    assert_refused(capsys, code, 2, message.format(repo=repo), out)
+
+
+def test_prompt_only_data_for_a_pair_method(tmp_path, capsys, nothing_expensive):
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes(jsonl({"prompt": "the movie was", "answer": "good"}))
+    out = tmp_path / "out"
+    code = main(["run", "simpo", "--dataset", str(path), "--output-dir", str(out)])
+    assert_refused(capsys, code, 2, "simpo trains on preference (prompt/chosen/rejected) rows; these are prompt-only, "
+                                    "standard (columns: prompt, answer)", out)
 
 
 def model_folder(tmp_path, toy_world, kind: str):

@@ -27,7 +27,7 @@ PROMPTS = ["the plot was", "it is a very", "honestly , the acting", "a"]
 def test_kl_is_zero_for_the_reference_and_a_fresh_adapter(policy):
     model, tok = policy
     for use_reference in (True, False):
-        result = evaluation.evaluate(model, tok, PROMPTS, lambda p, r: [0.0] * len(r), max_new_tokens=8,
+        result = evaluation.evaluate(model, tok, PROMPTS, lambda p, r, c: [0.0] * len(r), max_new_tokens=8,
                                      temperature=1.0, seed=0, use_reference=use_reference)
         assert result["kl"] == 0.0
 

@@ -13,8 +13,9 @@ import aligner
 from aligner import online
 from helpers import base_weight_storages
 
-ONLINE = dict(reward="gold", max_steps=12, prompts_per_step=8, samples_per_prompt=4, batch_size=16,
-              learning_rate=3e-3, eval_prompts=32, eval_max_new_tokens=12, response_length=12)
+ONLINE = dict(reward="gold", max_steps=20, prompts_per_step=8, samples_per_prompt=4, batch_size=16,
+              learning_rate=3e-3, eval_prompts=128, eval_max_new_tokens=12, response_length=12)
+"""Sized so the gold reward's rise clears the noise of 128 held-out prompts on every known toy-world build."""
 
 
 def rows(run_dir, key):
@@ -67,7 +68,7 @@ def test_grpo_samples_g_distinct_continuations_per_prompt(toy_world):
     prompts = ["the film was", "i thought the acting", "this movie"]
     cfg = OnlineSettings(samples_per_prompt=4, prompts_per_step=3, batch_size=4, response_length=12)
     torch.manual_seed(0)
-    rollout = online.collect(model, tok, prompts, lambda s: torch.zeros(len(s.prompts)), cfg, 1)
+    rollout = online.collect(model, tok, prompts, {}, lambda s, c: torch.zeros(len(s.prompts)), cfg, 1)
     assert rollout.groups.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
     assert rollout.samples.prompts == [p for p in prompts for _ in range(4)]
     for g in range(3):
@@ -83,12 +84,32 @@ OFFLINE = dict(max_steps=30, batch_size=16, learning_rate=2e-3, eval_prompts=16,
                                                  ("kto", "rewards/margins", {}),
                                                  ("orpo", "rewards/margins", {"implementation": "aligner"})])
 def test_offline_variants_move_their_objective(tmp_path, toy_world, name, metric, extra):
-    """ORPO with implementation=aligner is the loop that takes over if TRL drops its ORPOTrainer."""
+    """Each raises the policy's preference for chosen over rejected answers on a fixed set of training pairs,
+    against the reference (the per-batch margins it logs are too noisy over a few dozen steps to show it). ORPO with
+    implementation=aligner is the loop that takes over if TRL drops its ORPOTrainer."""
+    from peft import PeftModel
+
+    from aligner import models
+    from aligner.pairs import encode_pairs, sequence_logprobs
+
     summary = aligner.run(name, output_dir=str(tmp_path / "run"), **OFFLINE, **extra)
     values = rows(tmp_path / "run", metric)
     assert len(values) >= 20, f"{name} logged {len(values)} {metric}"
-    assert sum(values[-5:]) / 5 > sum(values[:5]) / 5, f"{name}: {metric} did not grow: {values}"
     assert summary["kl"] > 0
+    base, tok = models.load_base("aligner-toy", models.placement("cpu"))
+    policy = PeftModel.from_pretrained(base, str(tmp_path / "run" / "adapter"))
+    pairs = encode_pairs(tok, [json.loads(line) for line in toy_world.train_path.read_text().splitlines()[:128]], 64,
+                         "cpu")
+
+    def margin() -> float:
+        return (sequence_logprobs(policy, pairs.chosen, average=True)
+                - sequence_logprobs(policy, pairs.rejected, average=True)).mean().item()
+
+    with torch.no_grad():
+        trained = margin()
+        with policy.disable_adapter():
+            reference = margin()
+    assert trained > reference + 0.05, f"{name}: margin {reference:.3f} -> {trained:.3f}"
 
 
 @pytest.mark.slow

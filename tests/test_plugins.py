@@ -23,7 +23,7 @@ def test_builtins_are_entry_point_plugins():
         info = loaded.plugins[name]
         assert info.distribution == "aligner", "built-ins must come through the installed entry-point group"
         assert info.algorithms == algorithms and not info.errors
-    assert loaded.plugins["toy"].reward_functions == ["vader"]
+    assert loaded.plugins["toy"].reward_functions == ["vader", "answer-match"]
     assert set(loaded.registry.algorithms) >= {"dpo", "orpo", "ppo", "reward"}
 
 
@@ -88,7 +88,9 @@ def test_cli_plugins_json_shows_failures(install_plugin):
     result = run_cli("plugins", "--json")
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert rows["dpo"]["algorithms"][0]["name"] == "dpo"
+    assert rows["dpo"]["algorithms"][0]["name"] == "dpo" and rows["dpo"]["algorithms"][0]["data"] == ["preference"]
+    assert rows["grpo"]["algorithms"][0]["data"] == ["preference", "unpaired", "prompt"]
+    assert rows["kto"]["algorithms"][0]["data"] == ["preference", "unpaired"]
     assert rows["sft-chosen"]["version"] == "0.1.0"
     assert "ModuleNotFoundError" in rows["broken"]["errors"][0]
     text = run_cli("plugins").stdout

@@ -158,12 +158,12 @@ def test_non_finite_reward_stops_naming_quantity_step_and_checkpoint(tmp_path, m
 
     def sometimes_nan(prompts, responses):
         calls["n"] += 1
-        return [float("nan") if calls["n"] >= 2 else 0.5] * len(responses)
+        return [float("nan") if calls["n"] >= 3 else 0.5] * len(responses)  # call 1 is the probe
 
     registry = plugins.default().registry
     monkeypatch.setitem(registry.reward_functions, "nan-after-one", RewardFunction("nan-after-one", "", sometimes_nan))
-    with pytest.raises(TrainingError, match=r"non-finite scores at PPO iteration 2 \(last good "
-                                                           r"checkpoint: .*step-000001\)"):
+    with pytest.raises(TrainingError, match=r"reward nan-after-one returned nan for row 1 of 16 \(prompt .*\) while "
+                                            r"training at PPO iteration 2 \(last good checkpoint: .*step-000001\)"):
         aligner.run("ppo", reward="nan-after-one", save_every=1, output_dir=str(tmp_path / "run"), verbose=False,
                     **FAST)
     partial = next(tmp_path.glob(".run.partial-*"))
@@ -210,7 +210,8 @@ def test_inconsistent_ppo_settings_exit_2(capsys, argv, message):
 def test_unknown_reward_function_is_refused_before_training(tmp_path, capsys, toy_world):
     assert main(["run", "ppo", "--reward", "sentiment9000", "--output-dir", str(tmp_path / "o"),
                  "--eval-prompts", "4"]) == 2
-    assert "unknown reward function 'sentiment9000'; valid: vader" in capsys.readouterr().err
+    assert "--reward sentiment9000: unknown reward; give a registered name (answer-match, vader)" in \
+        capsys.readouterr().err
 
 
 def test_resume_from_nowhere_is_refused(tmp_path, capsys, toy_world):

@@ -148,7 +148,9 @@ def ctrl_c(process: subprocess.Popen) -> tuple[str, str]:
 
 
 def aligner_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.replace("\r", "\n").splitlines() if line.startswith("aligner:")]
+    """aligner's own messages, but the start line that reports the data read."""
+    return [line for line in stderr.replace("\r", "\n").splitlines()
+            if line.startswith("aligner:") and not line.startswith("aligner: data:")]
 
 
 @pytest.mark.slow

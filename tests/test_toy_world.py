@@ -66,12 +66,17 @@ def test_default_world_is_usable(toy_world):
     assert stats["pairs"] > 1000 and stats["eval_prompts"] == 256
 
 
-def test_default_world_matches_the_reference_checksums(toy_world):
-    assert world.checksums(toy_world.root) == world.CHECKSUMS[0]
+def test_default_world_matches_a_known_build(toy_world):
+    """The build's code is unchanged: its files match the reference build or a known build of the same code on
+    another processor (float arithmetic differs between CPU instruction sets; the prompts, pure Python, never do)."""
+    built = world.checksums(toy_world.root)
+    assert built in [world.CHECKSUMS[0], *world.OTHER_BUILDS[0]]
+    assert built["eval_prompts.jsonl"] == world.CHECKSUMS[0]["eval_prompts.jsonl"]
 
 
 @pytest.mark.slow
-def test_small_world_build_is_the_same_with_one_and_two_threads(tmp_path):
+def test_small_world_build_is_the_same_whatever_thread_count_it_starts_with(tmp_path):
+    """The build pins torch to one thread: on AVX-512 machines two threads sum matrix products in another order."""
     sizes = dict(corpus_size=640, n_eval_prompts=8, samples_per_prompt=2, prefix_corpus_size=60, log=lambda m: None)
     before = torch.get_num_threads()
     try:
@@ -107,3 +112,32 @@ def test_two_processes_needing_the_world_build_it_once(tmp_path, monkeypatch):
     assert any("waiting for process" in m for m in messages), messages
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".toy-{world.WORLD_VERSION}-seed0.lock",
                                                           f"toy-{world.WORLD_VERSION}-seed0"]
+
+
+def test_verdicts_task_is_in_the_toy_vocabulary_and_answers_match_vader():
+    from aligner.toy import gold, verdicts
+    from aligner.toy.tokenizer import build_tokenizer
+
+    rows = verdicts.rows(200, seed=1)
+    assert rows == verdicts.rows(200, seed=1) and len(rows) == 200
+    tok = build_tokenizer()
+    for row in rows:
+        assert tok.unk_token_id not in tok(row["prompt"])["input_ids"], row["prompt"]
+        clause = row["prompt"].removesuffix(" . overall , it was")
+        assert row["answer"] == ("good" if gold.vader_compound([clause])[0] > 0 else "bad")
+    assert {r["answer"] for r in rows} == {"good", "bad"}
+    assert verdicts.answer_match(["p"] * 4, ["good .", " bad", "great", ""], answer=["good", "good", "great", "bad"]) \
+        == [1.0, 0.0, 1.0, 0.0]
+    assert verdicts.answer_match(["p"], [[{"role": "assistant", "content": "bad ."}]], answer=["bad"]) == [1.0]
+    assert verdicts.answer_match(["p"], ["good"], answer=[None]) == [None]
+
+
+def test_verdicts_task_loads_as_a_dataset_folder(tmp_path, monkeypatch):
+    from aligner.config import RunConfig
+    from aligner.data import prepare
+
+    monkeypatch.setenv("ALIGNER_CACHE", str(tmp_path))
+    data = prepare.load_for_run(RunConfig(dataset="aligner-toy-verdicts", eval_prompts=8), ("prompt",), "grpo")
+    assert len(data.train.dataset) == 2000 and data.train.layout.kind == "prompt"
+    assert "split test" in data.eval_where and len(data.eval_prompts) == 8 and set(data.eval_columns) == {"answer"}
+    assert (tmp_path / "toy-verdicts-v1" / "train.jsonl").is_file()

@@ -217,7 +217,7 @@ def _share_reward_models(path: Path, given, common: dict, specs: list[RunSpec], 
                 **_check_settings(where, reward, given, "settings")}
     shared, users = {}, []
     for spec in specs:
-        if "reward_model" in spec.resolved and spec.resolved.get("reward") == "model" \
+        if "reward_model" in spec.resolved and "model" in (spec.resolved.get("reward") or []) \
                 and spec.resolved.get("reward_model") is None:
             shared.setdefault(spec.seed, None)
             users.append(spec)
@@ -240,8 +240,8 @@ def _share_reward_models(path: Path, given, common: dict, specs: list[RunSpec], 
 
 def check_common_is_shared(suite: Suite) -> None:
     """Every run must train from the same base on the same data and be evaluated alike."""
-    shared = ("model", "dataset", "eval_dataset", "eval_prompts", "gold_reward", "eval_max_new_tokens",
-              "eval_temperature")
+    shared = ("model", "dataset", "dataset_config", "dataset_split", "columns", "max_samples", "eval_dataset",
+              "eval_split", "eval_prompts", "gold_reward", "eval_max_new_tokens", "eval_temperature")
     defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
     for key in shared:
         values = {repr(spec.settings.get(key, defaults[key])) for spec in suite.runs}

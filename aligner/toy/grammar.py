@@ -66,7 +66,8 @@ def _adjective_phrase(rng: random.Random) -> str:
     return " ".join(words)
 
 
-def _clause(rng: random.Random) -> str:
+def clause(rng: random.Random) -> str:
+    """One clause of a review: a noun with an adjective phrase, in one of four forms."""
     noun = rng.choice(NOUNS)
     form = rng.random()
     if form < 0.5:
@@ -82,10 +83,10 @@ def review(rng: random.Random) -> str:
     """One review: one to three clauses, sometimes joined by a contrast, sometimes with a neutral closer."""
     sentences = []
     for _ in range(rng.randint(1, 2)):
-        clause = _clause(rng)
+        text = clause(rng)
         if rng.random() < 0.3:
-            clause = f"{clause} but {_clause(rng)}"
-        sentences.append(clause)
+            text = f"{text} but {clause(rng)}"
+        sentences.append(text)
     if rng.random() < 0.25:
         sentences.append(rng.choice(CLOSERS))
     return " . ".join(sentences) + " ."

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from aligner import threads
 from aligner.toy import grammar
 from aligner.toy.gold import vader_compound
 from aligner.toy.tokenizer import build_tokenizer
@@ -32,9 +31,17 @@ CHECKSUMS = {
         "preferences.jsonl": "2b49b2141b0c36d2d0f54004122d6f9452bdd6f852d4f8b9352d950debc5164c",
         "eval_prompts.jsonl": "98fd7a7266b51770645b5b30319751c5dbca0998c3bcf50260c7948f2c34a33c"},
 }
-"""SHA-256 of the files a build writes, per seed, as built on the reference machine (x86-64, torch 2.13 CPU) with
-one thread and with two: a world that differs was built by different arithmetic, and its runs will not reproduce
-the committed benchmark figures."""
+"""SHA-256 of the files a build writes, per seed, as built on the machine the committed benchmark figures were
+made on (x86-64, torch 2.13 CPU) with one thread and with two: a world that differs was built by different
+arithmetic, and its runs will not reproduce those figures."""
+OTHER_BUILDS = {
+    0: [{"model/model.safetensors": "0ca4edd2c2d8240e52c441547286da3082bf3f1e4f19d7268f6eb36d39b63d4c",
+         "preferences.jsonl": "edee39253c8306c2433a8935fae86c0385a6546ae1c112c55bb1cf69d3699ef9",
+         "eval_prompts.jsonl": "98fd7a7266b51770645b5b30319751c5dbca0998c3bcf50260c7948f2c34a33c"}],
+}
+"""Builds of the same code on other processors (an x86-64 machine with AVX-512 and AMX, torch 2.13 CPU, one
+thread): the weights' float arithmetic differs in the last bits, and with it every sampled pair after that. Known,
+so a test can tell a change in the build's code (which matches none) from a change of machine."""
 TOY_MODEL = "aligner-toy"
 """The value of `--model` / `--dataset` that selects the embedded default."""
 
@@ -102,7 +109,6 @@ def pretrain(model: LlamaForCausalLM, tokenizer, texts: list[str], seed: int, ba
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
-        threads.look()  # the thread count changes nothing built: one and two threads give the same bytes
     model.eval()
     return losses
 
@@ -165,7 +171,20 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def build(root: Path, seed: int = 0, corpus_size: int = 24000, n_eval_prompts: int = 256,
           samples_per_prompt: int = 4, max_new_tokens: int = 20, prefix_corpus_size: int = 4000,
           log=print) -> dict:
-    """Builds the whole world into `root` (which must not exist yet); returns build statistics."""
+    """Builds the whole world into `root` (which must not exist yet); returns build statistics. On one torch
+    thread whatever the machine's load: on some processors (AVX-512) a matrix product's sums are split by thread
+    count, and one and two threads build different bytes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _build(root, seed, corpus_size, n_eval_prompts, samples_per_prompt, max_new_tokens,
+                      prefix_corpus_size, log)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _build(root: Path, seed: int, corpus_size: int, n_eval_prompts: int, samples_per_prompt: int,
+           max_new_tokens: int, prefix_corpus_size: int, log) -> dict:
     started = time.perf_counter()
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
@@ -194,9 +213,11 @@ def build(root: Path, seed: int = 0, corpus_size: int = 24000, n_eval_prompts: i
     stats["sha256"] = checksums(root)
     expected = CHECKSUMS.get(seed)
     if expected is not None and stats["sha256"] != expected:
+        known = stats["sha256"] in OTHER_BUILDS.get(seed, [])
         log(f"aligner: warning: this machine built a toy world that differs from the reference build of seed {seed} "
-            f"({', '.join(k for k in expected if stats['sha256'].get(k) != expected[k])}); runs on it will not "
-            f"reproduce the committed benchmark figures")
+            f"({', '.join(k for k in expected if stats['sha256'].get(k) != expected[k])}"
+            f"{'; a known build of another processor kind' if known else ''}); runs on it will not reproduce the "
+            f"committed benchmark figures")
     (root / "world.json").write_text(json.dumps(stats, indent=2))
     return stats
 

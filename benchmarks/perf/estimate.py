@@ -110,7 +110,7 @@ def ppo_step(layout: str, shape: str, batch: int, prompt_length: int, response_l
                                         prompt_length=prompt_length,
                                         response_mask=torch.ones(batch, response_length, dtype=torch.long),
                                         has_eos=torch.ones(batch, dtype=torch.bool))
-        scored = score_rollout(roles, rollout, scorer, pm.FixedKLController(cfg.kl_coef), pm.RunningMoments(), cfg,
+        scored = score_rollout(roles, rollout, {}, scorer, pm.FixedKLController(cfg.kl_coef), pm.RunningMoments(), cfg,
                                step, None)
         with contextlib.ExitStack() as stack:
             for model in trained:

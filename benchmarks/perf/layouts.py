@@ -158,7 +158,7 @@ def build_ppo(layout: str, shape: str, tok, where, critic_mode: str):
             roles.refresh_trainable()
         rm_model = policy
     scorer = reward_model.RewardModel(reward_head)
-    return roles, lambda rollout: scorer.score(rm_model, rollout.input_ids, rollout.attention_mask)
+    return roles, lambda rollout, columns: scorer.score(rm_model, rollout.input_ids, rollout.attention_mask)
 
 
 def run_ppo(layout: str, args, where) -> dict:
@@ -189,7 +189,7 @@ def run_ppo(layout: str, args, where) -> dict:
         rollout = generate(roles.model, tok, prompts, R, cfg.temperature, None, cfg.generation_cache)
         sync(where.device)
         started = time.perf_counter()
-        batch = score_rollout(roles, rollout, scorer, kl_ctl, moments, cfg, step, None)
+        batch = score_rollout(roles, rollout, {}, scorer, kl_ctl, moments, cfg, step, None)
         sync(where.device)
         scored = time.perf_counter()
         ppo_update(roles, batch, optimizer, cfg, generator, step, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aligner import Algorithm, RunConfig, hookimpl, setting
+from aligner import LAYOUTS, Algorithm, RunConfig, hookimpl, setting
 
 
 @dataclass
@@ -27,4 +27,4 @@ def _train(context):
 @hookimpl
 def register_algorithms(register):
     register(Algorithm(name="base", description="No training: the base model, evaluated like every policy",
-                       config_class=BaseSettings, train=_train))
+                       config_class=BaseSettings, train=_train, accepts=LAYOUTS))

@@ -1,7 +1,7 @@
 """GRPO (Shao et al. 2024, DeepSeekMath): G responses per prompt, each advantaged by its group's mean (and std),
 the clipped-ratio objective, and the k3 KL to the reference as a loss term. No critic."""
 
-from aligner import Algorithm, hookimpl
+from aligner import Algorithm, LAYOUTS, hookimpl
 
 
 @hookimpl
@@ -10,7 +10,7 @@ def register_algorithms(register):
 
     register(Algorithm(name="grpo", description="Group-relative policy optimisation: G samples per prompt, "
                                                 "group-baselined advantages, no critic", config_class=GRPOSettings,
-                       train=_train, check=_check))
+                       train=_train, check=_check, accepts=LAYOUTS))
 
 
 def _train(context):

@@ -3,7 +3,7 @@
 
 from dataclasses import dataclass
 
-from aligner import Algorithm, ConfigError, RunConfig, hookimpl, setting
+from aligner import PREFERENCE, UNPAIRED, Algorithm, ConfigError, RunConfig, hookimpl, setting
 
 
 @dataclass
@@ -24,30 +24,24 @@ class KTOSettings(RunConfig):
                               f"with another example's response), got {self.batch_size}")
 
 
-def unpaired(rows: list[dict]) -> list[dict]:
-    """prompt/chosen/rejected rows as KTO's prompt/completion/label examples: two per pair."""
-    return [example for r in rows for example in ({"prompt": r["prompt"], "completion": r["chosen"], "label": True},
-                                                   {"prompt": r["prompt"], "completion": r["rejected"],
-                                                    "label": False})]
-
-
 def train(context):
     import dataclasses
 
-    import datasets
     import trl
 
-    from aligner.api import train_with_trl, training_arguments
+    from aligner.api import interleave_unpaired, train_with_trl, training_arguments
 
     cfg = context.config
     args = trl.KTOConfig(beta=cfg.beta, desirable_weight=cfg.desirable_weight,
                          undesirable_weight=cfg.undesirable_weight, **training_arguments(context))
-    examples = datasets.Dataset.from_list(unpaired(context.train_dataset.to_list()))
+    examples = context.train_dataset
+    if context.data_layout.kind == PREFERENCE:  # each pair: a desirable and an undesirable example
+        examples = interleave_unpaired(examples)
     return train_with_trl(trl.KTOTrainer, args, dataclasses.replace(context, train_dataset=examples))
 
 
 @hookimpl
 def register_algorithms(register):
     register(Algorithm(name="kto", description="Kahneman-Tversky optimisation from pairs split into desirable and "
-                                               "undesirable examples (TRL KTOTrainer)",
-                       config_class=KTOSettings, train=train))
+                                               "undesirable examples, or unpaired examples (TRL KTOTrainer)",
+                       config_class=KTOSettings, train=train, accepts=(PREFERENCE, UNPAIRED)))

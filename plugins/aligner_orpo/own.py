@@ -41,6 +41,6 @@ def train(context):
             "tokens": pairs.chosen.attention_mask.sum().item() + pairs.rejected.attention_mask.sum().item()}
 
     optimize(context, model, adapter_parameters(model, "default"), loss,
-             pair_batches(context.train_dataset.to_list(), cfg.batch_size, cfg.seed),
+             pair_batches(context.train_dataset, cfg.batch_size, cfg.seed),
              steps=cfg.max_steps, learning_rate=cfg.learning_rate, desc="orpo")
     return model

@@ -1,6 +1,6 @@
 """The built-in PPO algorithm, registered through the `aligner` entry-point group like any third-party plugin."""
 
-from aligner import Algorithm, hookimpl
+from aligner import Algorithm, LAYOUTS, hookimpl
 
 
 @hookimpl
@@ -9,7 +9,7 @@ def register_algorithms(register):
 
     register(Algorithm(name="ppo", description="RLHF PPO with a shared value head or a separate critic adapter, "
                                                "every role on one base", config_class=PPOSettings, train=_train_ppo,
-                       check=_check_ppo))
+                       check=_check_ppo, accepts=LAYOUTS))
 
 
 def _train_ppo(context):

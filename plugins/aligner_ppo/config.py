@@ -54,7 +54,7 @@ class PPOSettings(RewardSettings):
                                                   "--max-steps and --save-every differ from the checkpointed run's.")
 
     def variant(self) -> str:
-        return f"critic={self.critic}" + ("" if self.reward == "model" else f",reward={self.reward}")
+        return f"critic={self.critic}" + ("" if self.reward == ["model"] else f",reward={'+'.join(self.reward)}")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from peft import get_peft_model
 
-from aligner.api import (CHECKPOINTS, REWARD_ADAPTER, ConfigError, TrainingError, add_adapter, attach_reward,
-                         average_gradients, barrier, check_reward, checkpointing_active, clip_grad_norm_,
+from aligner.api import (CHECKPOINTS, REWARD_ADAPTER, ConfigError, PromptRows, TrainingError, add_adapter,
+                         attach_reward, average_gradients, barrier, check_reward, checkpointing_active, clip_grad_norm_,
                          disable_dropout, enable_gradient_checkpointing, gather_for_good, gathered, is_main, is_sharded,
                          lora_config, rank, reduce_metrics, reward_scorer, save_adapter, shard, sharding_requested,
                          to_dict, world_size)
@@ -74,12 +74,17 @@ def setup_critic(context, roles: Roles, reward) -> None:
 
 
 @torch.no_grad()
-def score_rollout(roles: Roles, rollout: Rollout, scorer, kl_ctl, moments, cfg, step, last_ckpt) -> Batch:
+def score_rollout(roles: Roles, rollout: Rollout, columns: dict, scorer, kl_ctl, moments, cfg, step, last_ckpt
+                  ) -> Batch:
     args = (rollout.input_ids, rollout.attention_mask, rollout.prompt_length, cfg.temperature)
     out, values = roles.policy_and_values(*args)
     ref_logprobs = roles.reference_logprobs(*args)
     mask = rollout.response_mask.float()
-    raw = scorer(rollout).float()
+    try:
+        raw = scorer(rollout, columns).float()
+    except TrainingError as fault:  # a reward function's fault, naming the function and the row
+        where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint written yet"
+        raise TrainingError(f"{fault} at PPO iteration {step} ({where})") from None
     check_finite("scores", raw, step, last_ckpt)
     check_finite("values", values, step, last_ckpt)
     scores = raw - cfg.missing_eos_penalty * (~rollout.has_eos).float()
@@ -225,7 +230,7 @@ class PPORun:
     kl_ctl: object
     moments: pm.RunningMoments
     sampler: torch.Generator
-    prompts: list
+    prompts: PromptRows
     first_step: int
     last_ckpt: Path | None
     settings: dict
@@ -270,7 +275,7 @@ def setup(context) -> PPORun:
     sampler = torch.Generator().manual_seed(cfg.seed + rank())
     if rank():
         torch.manual_seed(cfg.seed + rank())
-    prompts = list({json.dumps(p): p for p in context.train_dataset["prompt"]}.values())  # unique, in order
+    prompts = PromptRows(context.train_dataset)  # one row per distinct prompt, in order
     run = PPORun(context, roles, scorer, optimizer, kl_ctl, moments, sampler, prompts, 1, None, to_dict(cfg))
     if cfg.resume:
         run.last_ckpt = checkpoint.find(cfg.resume)
@@ -278,7 +283,7 @@ def setup(context) -> PPORun:
                                          cfg.allow_changed_settings) + 1
         shutil.copytree(run.last_ckpt, context.output_dir / CHECKPOINTS / run.last_ckpt.name)
         carry_metrics(run.last_ckpt, run.first_step - 1, context.log_metrics,
-                      with_reward_model=cfg.reward == "model" and cfg.reward_model is None)
+                      with_reward_model="model" in cfg.reward and cfg.reward_model is None)
         summary["resumed_from_step"] = run.first_step - 1
     return run
 
@@ -288,11 +293,12 @@ def iteration(run: PPORun, step: int) -> dict:
     cfg, context = run.context.config, run.context
     chosen = torch.randperm(len(run.prompts), generator=run.sampler)[:cfg.rollout_batch_size].tolist()
     run.model.eval()
+    prompts, columns = run.prompts.take(chosen)
     with gathered(run.model):
-        rollout = generate(run.model, context.tokenizer, [run.prompts[i] for i in chosen], cfg.response_length,
+        rollout = generate(run.model, context.tokenizer, prompts, cfg.response_length,
                            cfg.temperature, cfg.max_length - cfg.response_length, cfg.generation_cache)
     scoring_started = time.perf_counter()
-    batch = score_rollout(run.roles, rollout, run.scorer, run.kl_ctl, run.moments, cfg, step, run.last_ckpt)
+    batch = score_rollout(run.roles, rollout, columns, run.scorer, run.kl_ctl, run.moments, cfg, step, run.last_ckpt)
     update_started = time.perf_counter()
     metrics = iteration_metrics(batch, run.kl_ctl.value)
     with checkpointing_active(run.model):

@@ -1,7 +1,7 @@
 """REINFORCE++ (Hu 2025): a per-token KL penalty folded into the reward as PPO does, returns without a critic, and
 advantages normalised over the whole batch rather than per prompt."""
 
-from aligner import Algorithm, hookimpl
+from aligner import Algorithm, LAYOUTS, hookimpl
 
 
 @hookimpl
@@ -10,7 +10,7 @@ def register_algorithms(register):
 
     register(Algorithm(name="reinforce-pp", description="REINFORCE++: token-level KL penalty, batch-normalised "
                                                         "returns, no critic", config_class=ReinforcePPSettings,
-                       train=_train, check=_check))
+                       train=_train, check=_check, accepts=LAYOUTS))
 
 
 def _train(context):

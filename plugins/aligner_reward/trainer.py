@@ -18,7 +18,7 @@ def train(context):
     for p in model.parameters():
         p.requires_grad_(False)
     rm, metrics = train_reward_model(
-        model, context.tokenizer, context.train_dataset.to_list(), steps=cfg.max_steps, batch_size=cfg.batch_size,
+        model, context.tokenizer, context.train_dataset, steps=cfg.max_steps, batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, max_length=cfg.max_length, heldout_fraction=cfg.heldout_fraction,
         seed=cfg.seed, device=context.placement.device, log_metrics=context.log_metrics)
     if is_main():

@@ -1,7 +1,7 @@
 """RLOO (Ahmadian et al. 2024, "Back to Basics"): k responses per prompt, each baselined by the mean reward of the
 other k - 1, with the KL to the reference folded into the sequence reward. No critic."""
 
-from aligner import Algorithm, hookimpl
+from aligner import Algorithm, LAYOUTS, hookimpl
 
 
 @hookimpl
@@ -10,7 +10,7 @@ def register_algorithms(register):
 
     register(Algorithm(name="rloo", description="REINFORCE leave-one-out: k samples per prompt, each baselined by "
                                                 "the others, KL in the reward, no critic", config_class=RLOOSettings,
-                       train=_train, check=_check))
+                       train=_train, check=_check, accepts=LAYOUTS))
 
 
 def _train(context):
