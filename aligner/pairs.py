@@ -93,7 +93,7 @@ def pair_batches(rows, batch_size: int, seed: int) -> Iterator[list[dict]]:
     time, reshuffled each epoch, without end. Each process of a data-parallel run draws its own order
     (seed + rank), so their batches differ."""
     gen = random.Random(seed + distributed.rank())
-    order = array("q")  # 8 bytes an index (a list of ints takes about 36): ten million rows in 80 MB
+    order = array("q")  # 8 bytes an index, where a list of ints holds an object per index
     while True:
         if len(order) < batch_size:
             fresh = array("q", range(len(rows)))

@@ -327,3 +327,16 @@ def test_cli_reports_bad_dataset_before_training(tmp_path, capsys):
     assert "bad.jsonl: 1 of 1 rows cannot train: 1 rows with field 'chosen' empty (first: row 1)" in \
         capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_batches_read_the_cache_files_as_the_dataset_reads_its_rows(tmp_path, monkeypatch):
+    """Streamed from the Arrow cache (a dataset that is exactly its files) or through the map (rows selected, or
+    columns renamed), the batches hold the dataset's rows in order."""
+    data = [{**GOOD, "prompt": f"p{i}"} for i in range(50)]
+    dataset = sources.load(sources.Source(write_jsonl(tmp_path / "p.jsonl", data))).dataset
+    assert dataset.cache_files, "loaded through the datasets cache"
+    for view in (dataset, dataset.select(range(3, 40, 2)), dataset.rename_column("prompt", "question")):
+        got = [row for _, batch in rows.batches(view, size=6) for row in batch.to_pylist()]
+        assert got == view.to_list()
+        offsets = [(start, batch.num_rows) for start, batch in rows.batches(view, size=6)]
+        assert [start for start, _ in offsets] == [sum(n for _, n in offsets[:i]) for i in range(len(offsets))]

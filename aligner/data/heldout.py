@@ -15,8 +15,8 @@ from aligner.errors import DatasetError
 
 def prompt_hashes(column: pa.ChunkedArray, chunk: int = 65536) -> np.ndarray:
     """A stable 64-bit key of each prompt (BLAKE2b of its text, or of its messages as JSON): the same on every
-    machine and in every process, whatever the row order. Computed a chunk of rows at a time, so ten million prompts
-    cost their 80 MB of keys; two distinct prompts share a key with a chance near n^2 / 2^65."""
+    machine and in every process, whatever the row order. Computed a chunk of rows at a time, so only the 8-byte keys
+    of every row are held; two distinct prompts share a key with a chance near n^2 / 2^65."""
     keys = np.empty(len(column), dtype=np.uint64)
     for start in range(0, len(column), chunk):
         for offset, prompt in enumerate(column.slice(start, chunk).to_pylist()):
@@ -28,7 +28,7 @@ def prompt_hashes(column: pa.ChunkedArray, chunk: int = 65536) -> np.ndarray:
 def column(dataset, name: str) -> pa.ChunkedArray:
     """One column of `dataset` in its row order, as Arrow. Rows selected by index (a held-out split, a draw) are
     gathered with Arrow's `take` on the index column `datasets` keeps; its own row access gathers them a slice at a
-    time, which took seconds and hundreds of MB at a million rows."""
+    time, far slower and with copies of every column."""
     indices = getattr(dataset, "_indices", None)
     if indices is None:
         return dataset.data.column(name)

@@ -91,6 +91,7 @@ def read(source: sources.Source, mapping: dict[str, str], strict: bool = True) -
         dataset = rows.labels_as_bool(dataset, where)
     if layout.transform:
         dataset = dataset.map(layouts.normalise, batched=True, fn_kwargs={"transform": layout.transform},
+                              writer_batch_size=sources.WRITER_BATCH,
                               desc="normalising rows")
     return _keep_usable(Rows(dataset, layout, where, None))
 

@@ -124,11 +124,31 @@ def _identical(chosen, rejected) -> np.ndarray:
 
 
 def batches(dataset, size: int | None = None) -> Iterator[tuple[int, pa.Table]]:
-    """(first row, table) of `dataset`, `size` rows at a time, as Arrow."""
+    """(first row, table) of `dataset`, `size` rows at a time. A dataset that is exactly its Arrow cache files (no
+    rows selected, columns as written) is read from them as a stream rather than through the memory map, so a pass
+    over every row leaves none of the file resident in the process."""
     size = size or BATCH
-    table = dataset.with_format("arrow")
-    for start in range(0, len(dataset), size):
-        yield start, table[start:start + size]
+    files = [f["filename"] for f in dataset.cache_files]
+    readers = []
+    if files and getattr(dataset, "_indices", None) is None and dataset.data.num_rows == len(dataset):
+        readers = [pa.ipc.open_stream(pa.OSFile(f)) for f in files]
+        if any(r.schema.names != dataset.column_names for r in readers):
+            readers = []
+    if not readers:
+        table = dataset.with_format("arrow")
+        for start in range(0, len(dataset), size):
+            yield start, table[start:start + size]
+        return
+    start, pending, count = 0, [], 0
+    for reader in readers:
+        for batch in reader:
+            pending.append(batch)
+            count += batch.num_rows
+            if count >= size:
+                yield start, pa.Table.from_batches(pending)
+                start, pending, count = start + count, [], 0
+    if pending:
+        yield start, pa.Table.from_batches(pending)
 
 
 def usable_rows(dataset, layout: Layout) -> RowCheck:

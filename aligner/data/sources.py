@@ -19,6 +19,10 @@ from aligner.errors import DatasetError
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 DEFAULT_SPLIT = "train"
+WRITER_BATCH = 100_000
+"""Rows per record batch of the Arrow cache `datasets` writes. Opening a cache reads every batch's header through
+the memory map, which maps the pages around it: with `datasets`' default of 1,000 rows that is about the whole file
+(resident in the process), with this many rows a small part of it (docs/data.md has the figures)."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,8 @@ def _load_file(path: Path, spec: str):
             raise DatasetError(f"{spec}: expected a JSON list of rows, got dict")
     try:
         with _quiet_reader():
-            return datasets.load_dataset(LOCAL_FORMATS[path.suffix], data_files=str(path), split="train")
+            return datasets.load_dataset(LOCAL_FORMATS[path.suffix], data_files=str(path), split="train",
+                                         writer_batch_size=WRITER_BATCH)
     except Exception as error:
         if path.suffix in (".jsonl", ".json"):
             _diagnose_json(path, spec)
@@ -206,7 +211,7 @@ def _load_repository(source: Source):
         splits = datasets.get_dataset_split_names(source.spec, config)
         split = _pick_split(splits, source.split, source.spec + (f" (config {config})" if config else ""),
                             source.flag)
-        dataset = datasets.load_dataset(source.spec, config, split=split)
+        dataset = datasets.load_dataset(source.spec, config, split=split, writer_batch_size=WRITER_BATCH)
     except DatasetError:
         raise
     except Exception as error:
