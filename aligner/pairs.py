@@ -88,6 +88,14 @@ def sequence_logprobs(model, sequences: Sequences, average: bool = False, temper
     return total / mask.sum(1).clamp(min=1) if average else total
 
 
+def take(rows, indices) -> list[dict]:
+    """The rows at `indices` as dicts, from a list or a `datasets.Dataset` (read only at those rows)."""
+    if isinstance(rows, list):
+        return [rows[i] for i in indices]
+    columns = rows[list(indices)]
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
 def pair_batches(rows, batch_size: int, seed: int) -> Iterator[list[dict]]:
     """Rows (a list of dicts, or a `datasets.Dataset`, read a batch at a time) in shuffled order, `batch_size` at a
     time, reshuffled each epoch, without end. Each process of a data-parallel run draws its own order
@@ -99,9 +107,5 @@ def pair_batches(rows, batch_size: int, seed: int) -> Iterator[list[dict]]:
             fresh = array("q", range(len(rows)))
             gen.shuffle(fresh)  # the same swaps, so the same order, as on a list
             order += fresh
-        if isinstance(rows, list):
-            yield [rows[i] for i in order[:batch_size]]
-        else:
-            columns = rows[list(order[:batch_size])]
-            yield [dict(zip(columns, values)) for values in zip(*columns.values())]
+        yield take(rows, order[:batch_size])
         del order[:batch_size]

@@ -15,6 +15,7 @@ from aligner import distributed
 from aligner.errors import CheckpointError, DatasetError
 from aligner.heads import ScalarHead, last_token_index
 from aligner.logprobs import final_hidden
+from aligner.pairs import take
 from aligner.models import (active_adapter, adapter_parameters, add_adapter, base_fingerprint, checkpointing_active,
                             save_adapter)
 
@@ -73,13 +74,6 @@ def split_pairs(rows, held_out_fraction: float, seed: int) -> tuple[list[int], l
         raise DatasetError(f"{len(rows)} pairs are too few to hold out {held_out_fraction:.0%} for accuracy")
     return train, test
 
-
-def take(rows, indices: list[int]) -> list[dict]:
-    """The rows at `indices` as dicts, from a list or a `datasets.Dataset` (read only at those rows)."""
-    if isinstance(rows, list):
-        return [rows[i] for i in indices]
-    columns = rows[list(indices)]
-    return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
 
 @torch.no_grad()

@@ -90,10 +90,14 @@ def read(source: sources.Source, mapping: dict[str, str], strict: bool = True) -
     if layout.kind == UNPAIRED:
         dataset = rows.labels_as_bool(dataset, where)
     if layout.transform:
-        dataset = dataset.map(layouts.normalise, batched=True, fn_kwargs={"transform": layout.transform},
-                              writer_batch_size=sources.WRITER_BATCH,
-                              desc="normalising rows")
+        dataset = _normalised(dataset, layout.transform)
     return _keep_usable(Rows(dataset, layout, where, None))
+
+
+def _normalised(dataset, transform: str):
+    """`dataset` through one of `layouts.normalise`'s transforms, written in the same record batches as a load."""
+    return dataset.map(layouts.normalise, batched=True, fn_kwargs={"transform": transform},
+                       writer_batch_size=sources.WRITER_BATCH, desc=f"rows: {transform.replace('_', ' ')}")
 
 
 def _keep_usable(read_rows: Rows) -> Rows:
@@ -209,8 +213,7 @@ def _as_messages(read_rows: Rows) -> Rows:
     """hh-style transcripts as chat messages, for a model that has a chat template."""
     if read_rows.layout.transform != "transcript":
         return read_rows
-    dataset = read_rows.dataset.map(layouts.normalise, batched=True,
-                                    fn_kwargs={"transform": "transcript_to_messages"}, desc="transcripts as messages")
+    dataset = _normalised(read_rows.dataset, "transcript_to_messages")
     layout = Layout(read_rows.layout.kind, True, read_rows.layout.prompt + ", as chat messages",
                     read_rows.layout.ignored, "transcript_to_messages")
     return _keep_usable(Rows(dataset, layout, read_rows.where, read_rows.check))
@@ -233,8 +236,7 @@ def fit_to_tokenizer(data: RunData, tokenizer, model: str, max_length: int, prom
         shared = data.reward_pairs is data.train
         data.train = _as_messages(data.train)
         if data.eval_layout.transform == "transcript":
-            data.eval_rows = data.eval_rows.map(layouts.normalise, batched=True,
-                                                fn_kwargs={"transform": "transcript_to_messages"}).filter(
+            data.eval_rows = _normalised(data.eval_rows, "transcript_to_messages").filter(
                 lambda row: row[layouts.PROBLEM] is None).remove_columns(layouts.PROBLEM)
         if shared:
             data.reward_pairs = data.train

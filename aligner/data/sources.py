@@ -39,7 +39,6 @@ class Source:
 class Loaded:
     dataset: object          # datasets.Dataset
     where: str               # the path or id, plus config and split where they were chosen
-    split: str | None
 
 
 def _check_utf8(path: Path, spec: str) -> None:
@@ -185,11 +184,11 @@ def _load_saved(folder: Path, source: Source):
                            f"{_first_line(error)})") from error
     if isinstance(saved, datasets.DatasetDict):
         split = _pick_split(list(saved), source.split, source.spec, source.flag)
-        return Loaded(saved[split], f"{source.spec} (split {split})", split)
+        return Loaded(saved[split], f"{source.spec} (split {split})")
     if source.split is not None:
         raise DatasetError(f"{source.spec}: a single saved Dataset has no splits; drop {source.flag}-split "
                            f"{source.split}")
-    return Loaded(saved, source.spec, None)
+    return Loaded(saved, source.spec)
 
 
 def _load_repository(source: Source):
@@ -217,7 +216,7 @@ def _load_repository(source: Source):
     except Exception as error:
         raise DatasetError(f"{source.spec}: could not load ({type(error).__name__}: {_first_line(error)})") from error
     shown = ", ".join(x for x in (f"config {config}" if config else "", f"split {split}") if x)
-    return Loaded(dataset, f"{source.spec} ({shown})", split)
+    return Loaded(dataset, f"{source.spec} ({shown})")
 
 
 def load(source: Source) -> Loaded:
@@ -230,7 +229,7 @@ def load(source: Source) -> Loaded:
         if source.config is not None or source.split is not None:
             what = f"{source.flag}-config" if source.config is not None else f"{source.flag}-split"
             raise DatasetError(f"{source.spec}: a single file has no configs or splits; drop {what}")
-        return Loaded(_load_file(path, source.spec), source.spec, None)
+        return Loaded(_load_file(path, source.spec), source.spec)
     if path.is_dir():
         if _saved_to_disk(path):
             return _load_saved(path, source)
