@@ -8,8 +8,9 @@ import json
 import sys
 
 from aligner import config as config_mod
-from aligner import plugins, terminal
+from aligner import plugins
 from aligner.errors import AlignerError, UsageError
+from aligner.harness import terminal
 
 
 def _plugins_command(args) -> int:
@@ -54,7 +55,7 @@ def _runs_command(args) -> int:
     import shutil
     from pathlib import Path
 
-    from aligner import rundir
+    from aligner.harness import rundir
 
     found = []
     for root in args.directories:
@@ -81,14 +82,14 @@ def _runs_command(args) -> int:
 
 
 def _run_command(args, parser: argparse.ArgumentParser) -> int:
-    from aligner.runner import run
+    from aligner.harness.runner import run
 
     algo = plugins.default().registry.algorithm(args.algorithm)
     given = {k: v for k, v in vars(args).items() if k not in ("command", "algorithm", "config", "handler", "verbose")}
     file_values = config_mod.read_yaml(args.config, algo.config_class) if args.config else {}
     cfg = config_mod.build(algo.config_class, file_values, given)
     if cfg.device != "cuda":
-        from aligner import threads
+        from aligner.parallel import threads
 
         threads.adapt_to_load()
     run(args.algorithm, cfg, verbose=True)

@@ -14,7 +14,6 @@ from typing import Any
 
 import yaml
 
-
 from aligner.errors import ConfigError
 
 
@@ -76,8 +75,8 @@ class RunConfig:
                                                   "compute per update.")
     tensor_memory: str = setting("auto", "Count the peak memory of live tensors (peak_tensor_mb): on, off, or auto: "
                                          "on CUDA (free there), and on CPU for bases of 100M parameters or more. "
-                                         "On CPU every operator is counted, which slows models whose time goes to "
-                                         "per-operator overhead: the embedded toy world's PPO by about 40 percent.",
+                                         "On CPU every operator is counted, which slows small models, whose time goes "
+                                         "to per-operator overhead (docs/performance.md has the cost).",
                                  choices=("auto", "on", "off"))
 
     def variant(self) -> str | None:
@@ -231,12 +230,12 @@ def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
-PLACE_ONLY = frozenset({"output_dir", "overwrite", "resume", "allow_changed_settings", "report_to", "tensor_memory"})
+RESULT_NEUTRAL = frozenset({"output_dir", "overwrite", "resume", "allow_changed_settings", "report_to", "tensor_memory"})
 """Settings that say where a run writes, what it continues from or what it reports, not what it computes."""
 
 
-def fingerprint(config) -> str:
-    """A short hash of every setting that can change a run's result (all but PLACE_ONLY). Stored in each run's
+def settings_fingerprint(config) -> str:
+    """A short hash of every setting that can change a run's result (all but RESULT_NEUTRAL). Stored in each run's
     summary.json and checkpoints, so a benchmark re-run or a `--resume` can tell that settings changed."""
     return fingerprint_values(to_dict(config))
 
@@ -246,13 +245,13 @@ def fingerprint_values(values: dict) -> str:
     import hashlib
     import json
 
-    kept = {k: v for k, v in values.items() if k not in PLACE_ONLY}
+    kept = {k: v for k, v in values.items() if k not in RESULT_NEUTRAL}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def changed_settings(before: dict, after: dict, ignore=frozenset()) -> list[str]:
     """`name: old -> new` for each setting that differs between two settings dicts (missing keys count)."""
-    names = sorted((set(before) | set(after)) - PLACE_ONLY - set(ignore))
+    names = sorted((set(before) | set(after)) - RESULT_NEUTRAL - set(ignore))
     missing = object()
     out = []
     for name in names:

@@ -7,6 +7,7 @@ import pluggy
 
 hookspec = pluggy.HookspecMarker("aligner")
 hookimpl = pluggy.HookimplMarker("aligner")
+"""Marks a plugin's hook implementations: `@hookimpl def register_algorithms(register): ...`."""
 
 
 @hookspec

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
 from aligner.errors import RegistryError
 
 
@@ -14,21 +16,59 @@ class Algorithm:
     `train(context)` receives an `aligner.TrainContext` (base model, tokenizer, data, config, metrics sink) and
     returns the trained `peft.PeftModel` with its policy adapter active; the runner evaluates and saves it, so
     every algorithm is measured by the same code.
+
+    `train` and `check` are callables, or `"module:function"` strings imported only when the run calls them, so
+    that listing plugins (`aligner plugins`, the CLI's flags) imports no torch, TRL or peft.
     """
 
     name: str
     description: str
     config_class: type
-    train: Callable[[Any], Any]
+    train: Callable[[Any], Any] | str
     trains_policy: bool = True
     """False for algorithms that train something other than a policy (a reward model): the runner then skips
     the policy evaluation and `train` returns None."""
-    check: Callable[[Any, "Registry"], None] | None = None
+    check: Callable[[Any, "Registry"], None] | str | None = None
     """`check(config, registry)`, called before any data or weights load: refuse settings that name unusable
     files (a checkpoint to resume, a reward model) here, so a mistake costs seconds, not a base evaluation."""
     accepts: tuple[str, ...] = ("preference",)
     """The data layouts `train` can use (`aligner.api.PREFERENCE`, `UNPAIRED`, `PROMPT`; `LAYOUTS` for all): rows in
     another layout are refused before anything loads. An online method that reads only prompts takes them all."""
+
+    def __post_init__(self) -> None:
+        for role in ("train", "check"):
+            value = getattr(self, role)
+            if isinstance(value, str) and not _is_reference(value):
+                raise RegistryError(f"algorithm {self.name!r}: {role}={value!r} is not a 'module:function' reference")
+            if value is not None and not isinstance(value, str) and not callable(value):
+                raise RegistryError(f"algorithm {self.name!r}: {role} must be a callable or a 'module:function' "
+                                    f"string, not {type(value).__name__}")
+
+    def run_train(self, context):
+        """Calls `train(context)`, importing it first when it is given as "module:function"."""
+        return resolve(self.train, f"algorithm {self.name!r} train")(context)
+
+    def run_check(self, config, registry: "Registry") -> None:
+        """Calls `check(config, registry)` when the algorithm has one."""
+        if self.check is not None:
+            resolve(self.check, f"algorithm {self.name!r} check")(config, registry)
+
+
+def _is_reference(value: str) -> bool:
+    module, sep, function = value.partition(":")
+    return bool(sep) and all(part.isidentifier() for part in module.split(".")) and function.isidentifier()
+
+
+def resolve(target: Callable | str, what: str) -> Callable:
+    """`target` itself, or the function a "module:function" string names, imported now."""
+    if not isinstance(target, str):
+        return target
+    module_name, _, function = target.partition(":")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, function)
+    except AttributeError:
+        raise RegistryError(f"{what}: module {module_name!r} has no function {function!r}") from None
 
 
 @dataclass(frozen=True)
@@ -54,7 +94,7 @@ class Registry:
     """(kind, name) -> every plugin that claimed it, when more than one did."""
 
     def add(self, kind: str, item, plugin: str) -> None:
-        from aligner.rundir import is_safe_name
+        from aligner.harness.rundir import is_safe_name
 
         if not is_safe_name(item.name):
             # an algorithm's name becomes part of its default run directory, runs/<name>-<time>

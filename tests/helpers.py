@@ -55,3 +55,11 @@ def base_weight_storages() -> Counter:
                 seen.add(key)
                 counts[tuple(obj.shape)] += 1
     return counts
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

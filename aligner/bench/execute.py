@@ -4,7 +4,6 @@ leak into the next. Finished runs are kept and skipped on a re-run; failed runs 
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import signal
@@ -18,7 +17,7 @@ import yaml
 
 from aligner.bench.suite import SHARED, RunSpec, Suite
 from aligner.config import changed_settings, fingerprint_values
-from aligner.rundir import write_json
+from aligner.harness.rundir import write_json
 
 INTERRUPT_GRACE = 5.0
 """Seconds a run gets to finish by itself after Ctrl-C (a terminal sends SIGINT to it too) before it is sent one."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aligner.bench.execute import failure_path, read_json, run_dir
 from aligner.bench.suite import Suite
-from aligner.rundir import write_atomic, write_json
+from aligner.harness.rundir import write_atomic, write_json
 
 RECORD_COLUMNS = ["id", "group", "algorithm", "variant", "seed", "status", "gold_reward", "gold_reward_base", "kl",
                   "win_rate", "reward_model_accuracy", "peak_tensor_mb", "peak_memory_mb", "train_seconds",

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-
 import importlib.metadata
 import platform
 import shlex
 import sys
 from pathlib import Path
 
-from aligner import rundir
-from aligner.bench import execute, plots, results, suite as suite_mod
+from aligner.bench import execute, plots, results
+from aligner.bench import suite as suite_mod
+from aligner.harness import rundir
 
 VERSIONED = ["aligner", "torch", "transformers", "peft", "trl", "datasets", "vaderSentiment"]
 

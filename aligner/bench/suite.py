@@ -23,8 +23,8 @@ import yaml
 
 from aligner import config as config_mod
 from aligner.config import ConfigError, RunConfig
-from aligner.rundir import is_safe_name
 from aligner.errors import SuiteError
+from aligner.harness.rundir import is_safe_name
 
 SUITE_KEYS = {"name", "description", "common", "seeds", "runs", "shared_reward_model"}
 SHARED = "@"
@@ -48,12 +48,12 @@ class RunSpec:
     resolved: dict = dataclasses.field(default_factory=dict, compare=False)
     """Every setting of the run as `aligner run` will resolve it, defaults included."""
     fingerprint: str = ""
-    """`aligner.config.fingerprint` of `resolved`: a finished run whose summary holds another was made with other
+    """`aligner.config.settings_fingerprint` of `resolved`: a finished run whose summary holds another was made with other
     settings (or other defaults) and is run again."""
 
 
 # Unless a suite sets tensor_memory, a group's first seed counts peak tensor memory and the others do not: counting
-# every operator slows a CPU run of the toy world's PPO by about 40%, and the figure depends on the seed only
+# every operator slows a CPU run of a small model (docs/performance.md), and the figure depends on the seed only
 # through the lengths of sampled responses.
 
 
@@ -192,7 +192,7 @@ def load(spec: str | None, registry) -> Suite:
                     {**settings, "tensor_memory": "on" if index == 0 else "off"}
                 resolved = algorithm.config_class(**given, seed=seed)
                 specs.append(RunSpec(f"{group}-seed{seed}", group, name, algorithm.name, seed, given, sweep_point,
-                                     config_mod.to_dict(resolved), config_mod.fingerprint(resolved)))
+                                     config_mod.to_dict(resolved), config_mod.settings_fingerprint(resolved)))
     if "shared_reward_model" in data:
         specs = _share_reward_models(path, data["shared_reward_model"], common, specs, registry)
     _check_ids(path, specs)
@@ -226,14 +226,14 @@ def _share_reward_models(path: Path, given, common: dict, specs: list[RunSpec], 
         given_seed = {**settings, "tensor_memory": settings.get("tensor_memory", "off")}
         resolved = reward.config_class(**given_seed, seed=seed)
         out.append(RunSpec(f"reward-model-seed{seed}", "reward-model", "reward-model", reward.name, seed, given_seed,
-                           {}, config_mod.to_dict(resolved), config_mod.fingerprint(resolved)))
+                           {}, config_mod.to_dict(resolved), config_mod.settings_fingerprint(resolved)))
     for spec in specs:
         if spec in users:
             algorithm = registry.algorithm(spec.algorithm)
             settings_ = {**spec.settings, "reward_model": f"{SHARED}reward-model-seed{spec.seed}"}
             resolved = algorithm.config_class(**settings_, seed=spec.seed)
             spec = dataclasses.replace(spec, settings=settings_, resolved=config_mod.to_dict(resolved),
-                                       fingerprint=config_mod.fingerprint(resolved))
+                                       fingerprint=config_mod.settings_fingerprint(resolved))
         out.append(spec)
     return out
 

@@ -250,7 +250,7 @@ def fit_to_tokenizer(data: RunData, tokenizer, model: str, max_length: int, prom
 
 def truncation(read_rows: Rows, tokenizer, max_length: int, prompt_budget: int | None) -> dict:
     """How many of (a sample of) the rows --max-length cuts: prompts and answers as the encoder cuts them."""
-    from aligner.pairs import token_ids
+    from aligner.data.encoding import token_ids
 
     dataset = read_rows.dataset
     n = len(dataset)

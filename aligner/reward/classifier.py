@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from aligner import memory
+from aligner.harness import memory
 
 
 def _text(prompt, completion) -> tuple[list[dict] | None, str]:

@@ -108,7 +108,7 @@ def check_classifier(spec: str, flag: str, trust_remote_code: bool = False):
     return config
 
 
-def resolve(spec: str, registry, flag: str, trust_remote_code: bool = False, load: bool = True,
+def resolve_reward(spec: str, registry, flag: str, trust_remote_code: bool = False, load: bool = True,
             device=None, dtype=None) -> RewardSource:
     """`spec` as a reward source, in the module docstring's order. With `load=False` only the checks that cost no
     weights run (imports, configs), and a classifier's model is not loaded."""

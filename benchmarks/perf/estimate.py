@@ -1,7 +1,7 @@
 """Peak tensor memory of a layout's training step at shapes that do not fit this machine.
 
 The step runs on fake tensors (torch's FakeTensorMode: every operator computes its output's shape and dtype and
-allocates nothing) under aligner's storage counter (aligner.memory), so the count is of the tensors the real step
+allocates nothing) under aligner's storage counter (aligner.harness.memory), so the count is of the tensors the real step
 would hold, operator by operator, through the same code: the perf suite's layouts (benchmarks.perf.layouts) and
 PPO's own scoring and update functions. Where a real run looks at a value (`.item()`, `if tensor:`), the fake one
 gets a plausible constant (1, 1.0 or True), which decides no shape.
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
-from aligner.memory import StorageCounter
-from aligner.models import checkpointing_active, enable_gradient_checkpointing
+from aligner.harness.memory import StorageCounter
+from aligner.modeling.base import checkpointing_active, enable_gradient_checkpointing
 from benchmarks.perf import world as perf_world
 from benchmarks.perf.layouts import LAYOUTS, LORA_RANK
 
@@ -58,7 +58,7 @@ def _to_in_place(self, *args, **kwargs):
 
 
 def _where(dtype):
-    from aligner.models import Placement
+    from aligner.modeling.base import Placement
 
     return Placement(torch.device("cpu"), dtype)
 
@@ -84,10 +84,9 @@ def generation(model, ids: torch.Tensor, prompt_length: int) -> None:
 
 def ppo_step(layout: str, shape: str, batch: int, prompt_length: int, response_length: int, dtype,
              checkpointing: bool = False) -> None:
-    from aligner_ppo import ppo_math as pm
+    from aligner_ppo import advantages as ppo_advantages
     from aligner_ppo.config import PPOSettings
-    from aligner_ppo.trainer import ppo_update, score_rollout
-
+    from aligner_ppo.train import ppo_update, score_rollout
     from benchmarks.perf.layouts import build_ppo
 
     critic = "shared" if layout == "ppo-shared" else "separate"
@@ -110,8 +109,8 @@ def ppo_step(layout: str, shape: str, batch: int, prompt_length: int, response_l
                                         prompt_length=prompt_length,
                                         response_mask=torch.ones(batch, response_length, dtype=torch.long),
                                         has_eos=torch.ones(batch, dtype=torch.bool))
-        scored = score_rollout(roles, rollout, {}, scorer, pm.FixedKLController(cfg.kl_coef), pm.RunningMoments(), cfg,
-                               step, None)
+        scored = score_rollout(roles, rollout, {}, scorer, ppo_advantages.FixedKLController(cfg.kl_coef),
+                               ppo_advantages.RunningMoments(), cfg, step, None)
         with contextlib.ExitStack() as stack:
             for model in trained:
                 stack.enter_context(checkpointing_active(model))
@@ -157,9 +156,9 @@ def dpo_step(shape: str, batch: int, prompt_length: int, response_length: int, d
 def estimate(layout: str, shape: str, batch: int, prompt_length: int, response_length: int, dtype,
              checkpointing: bool = False) -> float:
     """Peak tensor MiB of one step of `layout`, weights included."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
     from unittest import mock
+
+    from torch._subclasses.fake_tensor import FakeTensorMode
 
     with mock.patch.object(torch.nn.Module, "to", _to_in_place), FakeTensorMode(allow_non_fake_inputs=True), \
             FakeCounter("cpu") as counter:
@@ -188,7 +187,7 @@ def validate(perf_json: Path, output: str | None) -> int:
         print(f"{r['layout']}: measured {r['peak_tensor_mb']:,.0f} MiB, estimated {mb:,.0f} MiB "
               f"({mb / r['peak_tensor_mb']:.3f}x)", flush=True)
     if output:
-        from aligner.rundir import write_json
+        from aligner.harness.rundir import write_json
 
         write_json(Path(output), {"validates": str(perf_json), "measured_command": measured["command"],
                                   "logprobs": args.get("logprobs", "lean"), "rows": rows})
@@ -232,7 +231,7 @@ def main(argv=None) -> int:
               "dtype": args.dtype, "logprobs": args.logprobs, "gradient_checkpointing": args.gradient_checkpointing,
               "estimates": rows}
     if args.output:
-        from aligner.rundir import write_json
+        from aligner.harness.rundir import write_json
 
         write_json(Path(args.output), result)
     print(json.dumps(result))

@@ -4,7 +4,7 @@ Per token and layer, a linear layer (in, out) costs 2*in*out FLOPs forward. Atte
 2*T*d for AV per token (T the sequence length, d the attention width; counted in full, as SDPA computes it). The
 LM head costs 2*hidden*vocab. A LoRA adapter of rank r on a linear (in, out) adds 2*r*(in + out).
 
-Backward with a frozen base (checked against torch's FlopCounterMode, tests/test_flops.py):
+Backward with a frozen base (checked against torch's FlopCounterMode, tests/unit/test_flops.py):
 - every linear layer computes its input gradient (as much as its forward), except the first layer's q, k and v,
   whose input (the frozen embedding, normalised) needs none, so their base and LoRA-A input gradients are skipped;
 - attention computes gradients for both operands of QK^T and of AV: twice its forward;

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from aligner.logprobs import ResponseForward, position_ids
+from aligner.modeling.logprobs import ResponseForward, position_ids
 
 
 def response_forward(model, input_ids, attention_mask, prompt_length, temperature=1.0, hidden=False, entropy=None,
@@ -25,7 +25,7 @@ def response_forward(model, input_ids, attention_mask, prompt_length, temperatur
 
 
 def sequence_scores(model, head, input_ids, attention_mask):
-    from aligner.heads import last_token_index
+    from aligner.modeling.heads import last_token_index
 
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
                 output_hidden_states=True)
@@ -36,10 +36,10 @@ def sequence_scores(model, head, input_ids, attention_mask):
 
 def install() -> None:
     """Puts these in place of the lean routines wherever aligner and the PPO plugin call them."""
-    import aligner.logprobs
-    import aligner.reward_model
+    import aligner.modeling.logprobs
+    import aligner.reward.model
     import aligner_ppo.roles
 
-    aligner.logprobs.response_forward = response_forward
+    aligner.modeling.logprobs.response_forward = response_forward
     aligner_ppo.roles.response_forward = response_forward
-    aligner.reward_model.sequence_scores = sequence_scores
+    aligner.reward.model.sequence_scores = sequence_scores

@@ -1,7 +1,7 @@
 """One layout of the performance suite, measured in this process by aligner's own training code.
 
 - `dpo`: the built-in DPO plugin's `train` (TRL's DPOTrainer on one LoRA base) for a few steps.
-- `ppo-shared`, `ppo-separate`: PPO's own rollout, scoring and update functions (aligner_ppo.rollout, .trainer)
+- `ppo-shared`, `ppo-separate`: PPO's own rollout, scoring and update functions (aligner_ppo.train)
   on every role of one base: policy adapter, critic (value head, or adapter + head), reward adapter + head, and the
   reference as the base with adapters disabled.
 - `ppo-copies`: the same PPO functions over the layout users would otherwise run: four full models (a LoRA policy,
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from aligner import resources
-from aligner.memory import TensorMemory
+from aligner.harness import memory
+from aligner.harness.memory import TensorMemory
 from benchmarks.perf import world as perf_world
 from benchmarks.perf.flops import Shape, forward_flops, lora_train_flops
 
@@ -30,7 +30,7 @@ LORA_RANK = 16
 
 
 def placement():
-    from aligner.models import placement as choose
+    from aligner.modeling.base import placement as choose
 
     return choose("auto")
 
@@ -42,7 +42,7 @@ def sync(device) -> None:
 
 def run(layout: str, args) -> dict:
     where = placement()
-    resources.reset_peak()  # before any weights exist: the peak includes every copy of them
+    memory.reset_peak()  # before any weights exist: the peak includes every copy of them
     with TensorMemory(where.device) as tensors:
         if layout == "dpo":
             result = run_dpo(args, where)
@@ -50,7 +50,7 @@ def run(layout: str, args) -> dict:
             result = run_ppo(layout, args, where)
     return {"layout": layout, "device": torch.cuda.get_device_name() if where.device.type == "cuda" else "cpu",
             "dtype": str(where.dtype).removeprefix("torch."), **result, "peak_tensor_mb": tensors.peak_mb,
-            "peak_memory_mb": resources.peak_memory_mb(where.device)}
+            "peak_memory_mb": memory.peak_memory_mb(where.device)}
 
 
 def run_dpo(args, where) -> dict:
@@ -58,9 +58,9 @@ def run_dpo(args, where) -> dict:
     (the first step, with its warm-up, is left out)."""
     import datasets
 
+    from aligner.harness.runner import TrainContext
     from aligner_dpo.config import DPOSettings
-    from aligner_dpo.trainer import train
-    from aligner.runner import TrainContext
+    from aligner_dpo.train import train
 
     B, P, R = args.batch, args.prompt_length, args.response_length
     tok = perf_world.tokenizer(args.shape, P + R)
@@ -130,9 +130,9 @@ def build_ppo(layout: str, shape: str, tok, where, critic_mode: str):
     """(roles, reward scorer) for a PPO layout; every adapter is LoRA of rank LORA_RANK on all linear layers."""
     from peft import LoraConfig, get_peft_model
 
-    from aligner.heads import ScalarHead
-    from aligner.models import add_adapter
-    from aligner import reward_model
+    from aligner.modeling.base import add_adapter
+    from aligner.modeling.heads import ScalarHead
+    from aligner.reward import model as reward_model
     from aligner_ppo.roles import CRITIC, POLICY, Roles
 
     lora = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, target_modules="all-linear")
@@ -145,14 +145,14 @@ def build_ppo(layout: str, shape: str, tok, where, critic_mode: str):
     if layout == "ppo-copies":
         policy = get_peft_model(new_base(), lora, adapter_name=POLICY)
         critic = get_peft_model(new_base(), lora, adapter_name=POLICY)
-        rm_model = get_peft_model(new_base(), lora, adapter_name=reward_model.ADAPTER)
+        rm_model = get_peft_model(new_base(), lora, adapter_name=reward_model.REWARD_ADAPTER)
         roles = CopiesRoles(policy, new_base(), critic, ScalarHead(hidden, zero_init=True).to(where.device))
         roles.trainable = [p for m in (policy, critic) for p in m.parameters() if p.requires_grad]
         roles.trainable += list(roles.value_head.parameters())
     else:
         policy = get_peft_model(new_base(), lora, adapter_name=POLICY)
         roles = Roles.build(policy, critic_mode, where.device)
-        add_adapter(policy, reward_model.ADAPTER)
+        add_adapter(policy, reward_model.REWARD_ADAPTER)
         if critic_mode == "separate":
             add_adapter(policy, CRITIC)
             roles.refresh_trainable()
@@ -164,11 +164,11 @@ def build_ppo(layout: str, shape: str, tok, where, critic_mode: str):
 def run_ppo(layout: str, args, where) -> dict:
     """`args.steps` PPO iterations of the real rollout, scoring and update functions (one minibatch of the whole
     rollout, one epoch); each phase's time is the median over the iterations after the first."""
-    from aligner_ppo import ppo_math as pm
+    from aligner_ppo import advantages as ppo_advantages
     from aligner_ppo.config import PPOSettings
     from aligner_ppo.roles import POLICY
-    from aligner_ppo.rollout import generate
-    from aligner_ppo.trainer import ppo_update, score_rollout
+    from aligner_ppo.train import generate
+    from aligner_ppo.train import ppo_update, score_rollout
 
     B, P, R = args.batch, args.prompt_length, args.response_length
     critic_mode = "shared" if layout == "ppo-shared" else "separate"
@@ -180,7 +180,7 @@ def run_ppo(layout: str, args, where) -> dict:
     for p in roles.trainable:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(roles.trainable, lr=cfg.learning_rate, eps=1e-5)
-    kl_ctl, moments = pm.FixedKLController(cfg.kl_coef), pm.RunningMoments()
+    kl_ctl, moments = ppo_advantages.FixedKLController(cfg.kl_coef), ppo_advantages.RunningMoments()
     generator = torch.Generator().manual_seed(0)
     prompts = perf_world.prompts(args.shape, B, P)
     phases: dict[str, list[float]] = {"rollout": [], "scoring": [], "update": [], "tokens": []}

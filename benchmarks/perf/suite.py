@@ -157,7 +157,7 @@ def parse(argv):
 
 def rewrite_report(out: Path) -> int:
     """perf.md again from the perf.json in `out` (after a change to the report's wording)."""
-    from aligner.rundir import write_atomic
+    from aligner.harness.rundir import write_atomic
 
     measured = json.loads((out / "perf.json").read_text())
     args = argparse.Namespace(**measured["args"])
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
         print(f"perf: {layout} {'failed' if 'error' in results[-1] else 'done'}", flush=True)
     rates = measure_device()
     from aligner.bench.run import versions
-    from aligner.rundir import write_atomic, write_json
+    from aligner.harness.rundir import write_atomic, write_json
 
     command = "python -m benchmarks.perf " + " ".join(sys.argv[1:] if argv is None else argv)
     settings = {k: v for k, v in vars(args).items() if k not in ("only", "output_dir", "layouts")}

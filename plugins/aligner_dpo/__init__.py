@@ -1,17 +1,11 @@
-"""The built-in DPO algorithm, registered through the `aligner` entry-point group like any third-party plugin."""
+"""DPO (Rafailov et al. 2023) through TRL's DPOTrainer, registered through the `aligner` entry-point group like any
+third-party plugin."""
 
 from aligner import Algorithm, hookimpl
+from aligner_dpo.config import DPOSettings
 
 
 @hookimpl
 def register_algorithms(register):
-    from aligner_dpo.config import DPOSettings
-
     register(Algorithm(name="dpo", description="Direct Preference Optimization on a LoRA adapter (TRL DPOTrainer)",
-                       config_class=DPOSettings, train=_train))
-
-
-def _train(context):
-    from aligner_dpo.trainer import train  # deferred: importing TRL costs seconds, `aligner plugins` needs none
-
-    return train(context)
+                       config_class=DPOSettings, train="aligner_dpo.train:train"))

@@ -1,25 +1,13 @@
-"""The built-in PPO algorithm, registered through the `aligner` entry-point group like any third-party plugin."""
+"""RLHF PPO (Ouyang et al. 2022; Huang et al. 2024's implementation details) with a shared value head or a separate
+critic adapter, every role on one base; registered through the `aligner` entry-point group like any third-party
+plugin."""
 
-from aligner import Algorithm, LAYOUTS, hookimpl
+from aligner import LAYOUTS, Algorithm, hookimpl
+from aligner_ppo.config import PPOSettings
 
 
 @hookimpl
 def register_algorithms(register):
-    from aligner_ppo.config import PPOSettings
-
     register(Algorithm(name="ppo", description="RLHF PPO with a shared value head or a separate critic adapter, "
-                                               "every role on one base", config_class=PPOSettings, train=_train_ppo,
-                       check=_check_ppo, accepts=LAYOUTS))
-
-
-def _train_ppo(context):
-    from aligner_ppo.trainer import train  # deferred: `aligner plugins` needs none of the training code
-
-    return train(context)
-
-
-def _check_ppo(config, registry):
-    from aligner_ppo.trainer import check
-
-    check(config, registry)
-
+                                               "every role on one base", config_class=PPOSettings,
+                       train="aligner_ppo.train:train", check="aligner_ppo.train:check", accepts=LAYOUTS))

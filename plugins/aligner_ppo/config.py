@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aligner import ConfigError, RewardSettings, setting
+from aligner import ConfigError, RewardSourceSettings, setting
 
 
 @dataclass
-class PPOSettings(RewardSettings):
+class PPOSettings(RewardSourceSettings):
     """RLHF PPO on LoRA adapters over one frozen base (Ziegler et al. 2019; Huang et al. 2024, "The N+
     Implementation Details of RLHF with PPO"). Policy, critic and reward model are adapters or heads on the same
     base weights; the reference is the base with adapters disabled."""

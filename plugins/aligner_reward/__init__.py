@@ -2,17 +2,10 @@
 algorithm) to reuse. Registered through the `aligner` entry-point group like any third-party plugin."""
 
 from aligner import Algorithm, hookimpl
+from aligner_reward.config import RewardModelSettings
 
 
 @hookimpl
 def register_algorithms(register):
-    from aligner_reward.config import RewardSettings
-
     register(Algorithm(name="reward", description="Reward model (LoRA adapter + scalar head, Bradley-Terry) for PPO",
-                       config_class=RewardSettings, train=_train, trains_policy=False))
-
-
-def _train(context):
-    from aligner_reward.trainer import train
-
-    return train(context)
+                       config_class=RewardModelSettings, train="aligner_reward.train:train", trains_policy=False))

@@ -6,7 +6,7 @@ from aligner import ConfigError, RunConfig, setting
 
 
 @dataclass
-class RewardSettings(RunConfig):
+class RewardModelSettings(RunConfig):
     """A reward model: a LoRA adapter plus a scalar head on the base, trained on the preference pairs with the
     Bradley-Terry loss; reports pairwise accuracy on held-out pairs."""
 

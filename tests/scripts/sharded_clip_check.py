@@ -11,8 +11,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from aligner import distributed, sharding
-from aligner.heads import ScalarHead
+from aligner.modeling.heads import ScalarHead
+from aligner.parallel import distributed, sharding
 
 distributed.init("cpu")
 torch.manual_seed(0)

@@ -1,0 +1,291 @@
+"""`aligner.run(algorithm, config)`: the same run for every algorithm. Load base and data, evaluate the base, let
+the algorithm train its adapters, evaluate the policy, and publish the run directory."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import transformers
+
+from aligner import config as config_mod
+from aligner import plugins
+from aligner.data import prepare as data
+from aligner.harness import evaluation, memory, rundir, terminal, tracking
+from aligner.modeling import base as models
+from aligner.parallel import distributed, sharding, threads
+from aligner.reward import judges
+
+
+@dataclass
+class TrainContext:
+    """What an algorithm's `train` receives. It returns the trained PeftModel with the policy adapter active."""
+
+    config: Any
+    base_model: torch.nn.Module
+    tokenizer: Any
+    train_dataset: Any
+    """The training rows (a `datasets.Dataset`) in the normal form of their layout (`data_layout`)."""
+    eval_prompts: list
+    placement: models.Placement
+    output_dir: Path
+    """The staging run directory; algorithms may save extra artefacts (critic, reward model) here."""
+    log_metrics: Callable[[int, dict], None]
+    registry: Any
+    data_layout: Any = None
+    """`aligner.data.Layout` of `train_dataset`: its kind (preference, unpaired, prompt) and whether it is
+    conversational."""
+    reward_pairs: Any = None
+    """Preference rows for a reward model trained in the run (the training rows, or --reward-dataset's)."""
+    eval_columns: dict = field(default_factory=dict)
+    """The held-out rows' other columns, for a judge that reads them."""
+    reward_sources: dict = field(default_factory=dict)
+    """`--reward` and `--gold-reward` sources by name, resolved and probed before training."""
+    summary_extras: dict = field(default_factory=dict)
+    """Algorithm-specific figures to add to summary.json (reward model accuracy, phase times, ...).
+    `trainable_params` here replaces the runner's count of the returned policy's trainable parameters, for
+    algorithms that train more than the policy (a critic, heads) or nothing (the base)."""
+
+
+def resolve_config(algorithm, config=None, **overrides):
+    if config is None:
+        return config_mod.build(algorithm.config_class, overrides=overrides)
+    if isinstance(config, dict):
+        return config_mod.build(algorithm.config_class, overrides={**config, **overrides})
+    if overrides:
+        return dataclasses.replace(config, **overrides)
+    return config
+
+
+def summary_table(summary: dict) -> str:
+    rows = []
+    if summary["gold_reward_after"] is not None:
+        rows += [("gold reward (base)", f"{summary['gold_reward_before']:+.3f}"),
+                 ("gold reward (policy)", f"{summary['gold_reward_after']:+.3f}"),
+                 ("KL(policy || reference)", f"{summary['kl']:.3f}")]
+    if summary.get("reward_model_accuracy") is not None:
+        rows.append(("reward model held-out accuracy", f"{summary['reward_model_accuracy']:.3f}"))
+    if summary.get("peak_tensor_mb") is not None:
+        rows.append(("peak tensor memory (MB)", f"{summary['peak_tensor_mb']:.1f}"))
+    for name, mb in (summary.get("reward_model_weights_mb") or {}).items():
+        rows.append((f"weights of reward model {name} (MB)", f"{mb:.1f}"))
+    rows += [("peak process memory (MB)", f"{summary['peak_memory_mb']:.0f}"),
+             ("train time (s)", f"{summary['train_seconds']:.1f}")]
+    if summary["trainable_params"] is not None:
+        rows.append(("trainable params", f"{summary['trainable_params']:,}"))
+    width = max(len(k) for k, _ in rows)
+    title = f"{summary['algorithm']}" + (f" ({summary['variant']})" if summary["variant"] else "")
+    return "\n".join([title, *(f"  {k:<{width}}  {v}" for k, v in rows)])
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; its message says what was kept."""
+
+
+def run(algorithm: str, config=None, *, verbose: bool = False, **overrides) -> dict:
+    """Trains `algorithm` with `config` (its config dataclass, a dict, or keyword settings) and returns the
+    summary that is also written to `summary.json` in the run directory (`verbose=True` also prints the table the
+    CLI prints). Launched on several processes
+    (`accelerate launch` / `torchrun`), every process trains and only the main one evaluates, writes and returns
+    the summary; the others return None.
+
+    Everything that can be checked cheaply is checked before anything expensive, in this order: settings, paths
+    (the output directory is free and writable, and claimed against concurrent runs), the algorithm's own inputs
+    (`Algorithm.check`), every data row, the tokenizer, and only then the model weights."""
+    loaded = plugins.default()
+    algo = loaded.registry.algorithm(algorithm)
+    cfg = resolve_config(algo, config, **overrides)
+    judges.check(cfg, loaded.registry)
+    out = Path(cfg.output_dir) if cfg.output_dir else rundir.default_output_dir(algorithm)
+    rundir.check_destination(out, cfg.overwrite)
+    sharding.check_launch()
+
+    transformers.set_seed(cfg.seed)  # Python, numpy and torch (every CUDA device too)
+    where = models.placement(cfg.device)
+    state = distributed.init(where.device.type)
+    main = distributed.is_main()
+    claim = _claim_on_main(out, main)
+    staging = None
+    try:
+        algo.run_check(cfg, loaded.registry)
+        staging = Path(distributed.broadcast(str(rundir.staging_dir(out)) if main else None))
+        summary = _run_claimed(algorithm, algo, cfg, loaded.registry, where, state, main, out, staging)
+    except KeyboardInterrupt:
+        raise Interrupted(_left_behind(staging, out, main, "interrupted")) from None
+    except BaseException:
+        kept = _left_behind(staging, out, main, "run failed")
+        if main and staging is not None and staging.is_dir():
+            terminal.end_progress_bars()
+            print(f"aligner: {kept}", file=sys.stderr)
+        raise
+    finally:
+        if claim is not None:
+            claim.release()
+    if summary is not None and verbose:
+        print(summary_table(summary))
+        print(f"run written to {out}")
+    return summary
+
+
+def _claim_on_main(out: Path, main: bool):
+    """The main process claims the output directory; a refusal is raised on every process, so none is left
+    waiting for the others at the next collective."""
+    claim, refusal = None, None
+    if main:
+        try:
+            claim = rundir.claim(out)
+        except rundir.OutputDirError as error:
+            refusal = str(error)
+    refusal = distributed.broadcast(refusal)
+    if refusal is not None:
+        raise rundir.OutputDirError(refusal)
+    return claim
+
+
+def _left_behind(staging: Path | None, out: Path, main: bool, what: str) -> str:
+    """Cleans up after a run that did not finish and says, in one line, what was kept."""
+    if not main or staging is None:
+        return f"{what}; nothing was written to {out}"
+    if rundir.discard_unless_resumable(staging):
+        return (f"{what}; its checkpoints are kept in {staging} (not published to {out}): continue it with "
+                f"--resume {staging}, or remove it with `aligner runs --clean {out.parent}`")
+    return f"{what}; nothing was written to {out} (the partial output held no checkpoint and was removed)"
+
+
+EMPTY_EVALUATION = {"gold_reward": None, "gold_reward_std": None, "kl": None, "response_tokens": None, "samples": []}
+"""What an algorithm that trains no policy gets in place of an evaluation."""
+
+
+def _load(algorithm, algo, cfg, where, state, main):
+    """Data (every row checked), then the tokenizer (conversational data needs its chat template; truncation is
+    counted), then weights."""
+    with state.main_process_first():  # the main process builds the toy world (once) before the others read it
+        run_data = data.load_for_run(cfg, algo.accepts, algorithm, reward_pairs_needed=judges.trains_reward_model(cfg))
+        # online methods (they sample responses) keep a prompt's last max-length minus response-length tokens
+        budget = cfg.max_length - cfg.response_length if hasattr(cfg, "response_length") else None
+        base, tokenizer = models.load_base(cfg.model, where, check_tokenizer=lambda tok: data.fit_to_tokenizer(
+            run_data, tok, cfg.model, cfg.max_length, budget))
+    if main:
+        terminal.note(data.start_line(run_data))
+    return run_data, base, tokenizer
+
+
+class _Steps:
+    """The metrics sink an algorithm logs to: each logged step is also where a command looks at the machine's load
+    again (aligner.parallel.threads), and the last cumulative `num_tokens` (TRL's and `optimize`'s count of tokens trained
+    on) is kept for the summary's compute figures."""
+
+    def __init__(self, log):
+        self.log, self.num_tokens = log, None
+
+    def __call__(self, step, values):
+        self.log(step, values)
+        if "num_tokens" in values:
+            self.num_tokens = values["num_tokens"]
+        threads.look()
+
+
+def _metrics_sink(cfg, staging: Path, out: Path, main: bool, settings: dict):
+    """metrics.jsonl (and the --report-to tracker) on the main process; nothing on the others."""
+    if not main:
+        return rundir.NullLog()
+    metrics = rundir.MetricsLog(staging / "metrics.jsonl")
+    if cfg.report_to != "none":
+        metrics = tracking.TrackedLog(metrics, tracking.open_tracker(cfg.report_to, staging, out.name, settings))
+    return metrics
+
+
+def _summary(algorithm, algo, cfg, where, context, policy, before, after, seconds: dict, peak: dict) -> dict:
+    return {
+        "algorithm": algorithm,
+        "variant": cfg.variant(),
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "seed": cfg.seed,
+        "settings_fingerprint": config_mod.settings_fingerprint(cfg),
+        "device": str(where.device),
+        "dtype": str(where.dtype).removeprefix("torch."),
+        "gold_reward_before": before["gold_reward"],
+        "gold_reward_after": after["gold_reward"],
+        "gold_reward_after_std": after["gold_reward_std"],
+        "kl": after["kl"],
+        "response_tokens_before": before["response_tokens"],
+        "response_tokens_after": after["response_tokens"],
+        "eval_prompts": len(context.eval_prompts),
+        "train_rows": len(context.train_dataset),
+        "peak_memory_mb": peak["process"],
+        "peak_tensor_mb": peak["tensors"],
+        "train_seconds": seconds["train"],
+        "eval_seconds": seconds["eval"],
+        "num_processes": distributed.world_size(),
+        # compute: tokens sampled, and tokens through a forward and backward pass (forward-only passes not counted)
+        "generated_tokens": 0,
+        "trained_tokens": context.log_metrics.num_tokens if isinstance(context.log_metrics, _Steps) else None,
+        **context.summary_extras,
+        # what the algorithm says it trained (critic and heads included), else the policy's trainable count
+        "trainable_params": context.summary_extras.get(
+            "trainable_params", models.trainable_parameters(policy) if algo.trains_policy else None),
+    }
+
+
+def _run_claimed(algorithm, algo, cfg, registry, where, state, main, out, staging) -> dict | None:
+    run_data, base, tokenizer = _load(algorithm, algo, cfg, where, state, main)
+    eval_prompts, eval_columns = run_data.eval_prompts, run_data.eval_columns
+    rewards = judges.load(cfg, registry, where)
+    judges.probe(cfg, rewards, run_data, base, tokenizer)
+    judge = judges.judge(cfg, rewards)
+    eval_args = dict(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature, seed=cfg.seed,
+                     max_prompt_tokens=cfg.max_length, columns=eval_columns)
+    evaluates = algo.trains_policy and main  # with several processes, the main one evaluates and writes
+    seconds = {"eval": time.perf_counter()}
+    before = evaluation.evaluate(base, tokenizer, eval_prompts, judge, **eval_args) if evaluates \
+        else EMPTY_EVALUATION
+    seconds["eval"] = time.perf_counter() - seconds["eval"]
+
+    settings = config_mod.to_dict(cfg)
+    metrics = _metrics_sink(cfg, staging, out, main, settings)
+    try:
+        if main:
+            rundir.write_yaml(staging / "config.yaml", {"algorithm": algorithm, **settings})
+        steps = _Steps(metrics)
+        context = TrainContext(config=cfg, base_model=base, tokenizer=tokenizer,
+                               train_dataset=run_data.train.dataset, eval_prompts=eval_prompts, placement=where,
+                               output_dir=staging, log_metrics=steps, registry=registry,
+                               data_layout=run_data.train.layout, eval_columns=eval_columns,
+                               reward_sources=rewards,
+                               reward_pairs=run_data.reward_pairs.dataset if run_data.reward_pairs else None)
+        memory.reset_peak()
+        started = time.perf_counter()
+        counting = memory.counts(cfg.tensor_memory, where.device, base)
+        tensors = memory.TensorMemory(where.device) if counting else contextlib.nullcontext()
+        with tensors:
+            policy = algo.run_train(context)
+        seconds["train"] = time.perf_counter() - started
+        peak = {"process": memory.peak_memory_mb(where.device), "tensors": tensors.peak_mb if counting else None}
+        if not main:
+            metrics.close()
+            distributed.finish()
+            return None
+        after = EMPTY_EVALUATION
+        if algo.trains_policy:
+            started = time.perf_counter()
+            after = evaluation.evaluate(policy, tokenizer, eval_prompts, judge, **eval_args)
+            seconds["eval"] += time.perf_counter() - started
+            models.save_adapter(policy, policy.active_adapter, staging / "adapter")
+            tokenizer.save_pretrained(staging / "adapter")
+        summary = _summary(algorithm, algo, cfg, where, context, policy, before, after, seconds, peak)
+        summary.update(judges.summary_fields(cfg, rewards, algo), data=run_data.report)
+        rundir.write_json(staging / "summary.json", summary)
+        rundir.write_json(staging / "samples.json", {"base": before["samples"], "policy": after["samples"]})
+    finally:
+        metrics.close()
+    rundir.publish(staging, out, cfg.overwrite)
+    distributed.finish()
+    summary["output_dir"] = str(out)
+    return summary

@@ -1,0 +1,169 @@
+"""Two CPU processes (gloo) under torchrun and under `accelerate launch` with the shipped configurations: both
+processes contribute, metrics are reduced, one run directory is written; PPO sharded with FSDP trains exactly as
+replicated PPO does."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO
+from helpers import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
+
+TINY = ["--eval-prompts", "8", "--eval-max-new-tokens", "6"]
+
+
+def launch(argv, processes=2, env=None, accelerate_config=None):
+    """`python -m aligner ARGV` on one process, or on several under torchrun, or under `accelerate launch` with
+    one of configs/accelerate/ (as the README says to run it)."""
+    if accelerate_config:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                   str(REPO / "configs" / "accelerate" / accelerate_config), "--num_processes", str(processes),
+                   "--main_process_port", str(free_port()), "-m", "aligner", *argv]
+    elif processes == 1:
+        command = [sys.executable, "-m", "aligner", *argv]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+                   "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "aligner", *argv]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    assert result.returncode == 0, result.stdout[-1500:] + result.stderr[-3000:]
+    return result
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def only_run_dir(parent: Path) -> Path:
+    entries = sorted(parent.iterdir())
+    assert [e.name for e in entries] == ["run"], f"exactly one output, no partial dirs: {entries}"
+    return entries[0]
+
+
+PPO = ["run", "ppo", "--max-steps", "3", "--rollout-batch-size", "16", "--batch-size", "8", "--reward-model-steps",
+       "10", "--response-length", "8", "--max-grad-norm", "0.05", *TINY]  # a small norm: clipping is exercised
+FSDP = {"ACCELERATE_USE_FSDP": "true"}  # what `accelerate launch` sets for an FSDP configuration; torchrun needs it
+
+
+@pytest.fixture(scope="module")
+def replicated_ppo_run(tmp_path_factory, toy_world) -> Path:
+    parent = tmp_path_factory.mktemp("replicated")
+    launch([*PPO, "--output-dir", str(parent / "run")])
+    return only_run_dir(parent)
+
+
+def adapter_weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(path / "adapter_model.safetensors")
+
+
+def test_ppo_on_two_processes(replicated_ppo_run):
+    run = replicated_ppo_run
+    assert json.loads((run / "summary.json").read_text())["num_processes"] == 2
+    rows = [r for r in metrics(run) if r["step"] > 0]
+    assert [r["step"] for r in rows] == [1, 2, 3], "metrics written once, by the main process"
+    assert all(r["rollout/samples"] == 32 for r in rows), "both processes' rollouts are counted"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000003"]
+    assert "sharding" not in json.loads((run / "summary.json").read_text())
+
+
+def test_ppo_sharded_with_fsdp_trains_as_replicated(tmp_path, replicated_ppo_run):
+    """Sharding changes where the weights live, not the arithmetic: FSDP's reduce-scattered gradients, the sharded
+    gradient clipping and generation on gathered weights give the replicated run's policy, critic and reward model."""
+    launch([*PPO, "--output-dir", str(tmp_path / "run")], accelerate_config="fsdp.yaml")
+    run = only_run_dir(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["num_processes"] == 2
+    assert summary["sharding"] == "fsdp" and summary["weights_held_per_process"] == pytest.approx(0.5, abs=0.01)
+    for adapter in ("adapter", "reward_model/adapter"):
+        sharded, replicated = adapter_weights(run / adapter), adapter_weights(replicated_ppo_run / adapter)
+        assert sharded.keys() == replicated.keys()
+        for name in sharded:
+            torch.testing.assert_close(sharded[name], replicated[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert any(w.abs().max() > 0 for n, w in adapter_weights(run / "adapter").items() if "lora_B" in n), "trained"
+    rows = [[r for r in metrics(path) if r["step"] > 0] for path in (run, replicated_ppo_run)]
+    assert [r["objective/scores"] for r in rows[0]] == pytest.approx([r["objective/scores"] for r in rows[1]],
+                                                                      rel=1e-4)
+    from aligner.training import checkpoints
+
+    state = checkpoints.load_state(run / "checkpoints" / "step-000003", "state")
+    assert state["optimizer"] is None, "a sharded run's checkpoint holds no (partial) optimizer state"
+
+
+def test_ppo_separate_critic_sharded_with_fsdp(tmp_path, toy_world):
+    launch([*PPO, "--critic", "separate", "--gradient-accumulation-steps", "2", "--output-dir",
+            str(tmp_path / "run")], env=FSDP)
+    run = only_run_dir(tmp_path)
+    assert json.loads((run / "summary.json").read_text())["sharding"] == "fsdp"
+    critic = adapter_weights(run / "critic" / "adapter")
+    reward = adapter_weights(run / "reward_model" / "adapter")
+    assert critic.keys() == reward.keys(), "the critic adapter is saved whole, named like the reward model's"
+    moved = [n for n in critic if not torch.equal(critic[n], reward[n])]
+    assert moved, "the critic started from the reward model and was trained away from it"
+    assert [r["step"] for r in metrics(run) if r["step"] > 0] == [1, 2, 3]
+
+
+def test_ppo_sharded_with_a_reward_function(tmp_path, toy_world):
+    """No reward model: the first forward after sharding is generation, which must not break FSDP's setup."""
+    launch([*PPO, "--reward", "gold", "--output-dir", str(tmp_path / "run")], env=FSDP)
+    run = only_run_dir(tmp_path)
+    assert json.loads((run / "summary.json").read_text())["sharding"] == "fsdp"
+    assert not (run / "reward_model").exists()
+    assert len([r for r in metrics(run) if r["step"] > 0]) == 3
+
+
+def test_reward_model_and_orpo_on_two_processes(tmp_path, toy_world):
+    launch(["run", "reward", "--max-steps", "4", "--batch-size", "8", "--output-dir", str(tmp_path / "rm" / "run"),
+            *TINY])
+    run = only_run_dir(tmp_path / "rm")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["num_processes"] == 2 and 0 <= summary["reward_model_accuracy"] <= 1
+    assert (run / "reward_model" / "head.safetensors").is_file()
+    assert [r["step"] for r in metrics(run)] == [1, 2, 3, 4], "reward model metrics written once per step"
+    launch(["run", "orpo", "--max-steps", "2", "--batch-size", "8", "--output-dir", str(tmp_path / "orpo" / "run"),
+            *TINY])
+    run = only_run_dir(tmp_path / "orpo")
+    assert json.loads((run / "summary.json").read_text())["num_processes"] == 2
+    assert [r["step"] for r in metrics(run) if "loss" in r] == [1, 2]
+
+
+def test_dpo_on_two_processes(tmp_path, toy_world):
+    argv = ["run", "dpo", "--max-steps", "2", "--batch-size", "8", *TINY]
+    launch([*argv, "--output-dir", str(tmp_path / "one" / "run")], processes=1)
+    launch([*argv, "--output-dir", str(tmp_path / "two" / "run")], accelerate_config="cpu2.yaml")
+    one, two = only_run_dir(tmp_path / "one"), only_run_dir(tmp_path / "two")
+    assert json.loads((two / "summary.json").read_text())["num_processes"] == 2
+    first_one, first_two = metrics(one)[0], metrics(two)[0]
+    # TRL gathers token counts over processes: two processes see about twice the tokens per step
+    assert first_two["num_tokens"] > 1.5 * first_one["num_tokens"]
+    assert first_two["epoch"] == pytest.approx(2 * first_one["epoch"], rel=0.05)
+    assert [r["step"] for r in metrics(two) if "loss" in r] == [1, 2]
+
+
+@pytest.mark.parametrize("name", ["ddp", "deepspeed_zero2", "fsdp", "cpu2"])
+def test_accelerate_configs_load(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    path = REPO / "configs" / "accelerate" / f"{name}.yaml"
+    config = load_config_from_file(str(path))
+    raw = yaml.safe_load(path.read_text())
+    assert str(config.distributed_type).endswith(raw["distributed_type"])
+    assert config.num_processes == raw["num_processes"]
+
+
+def test_bench_runs_each_run_on_two_processes(tmp_path, toy_world):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump({"common": {"eval_prompts": 8, "eval_max_new_tokens": 6}, "runs": [
+        {"name": "dpo", "algorithm": "dpo", "settings": {"max_steps": 2, "batch_size": 8}}]}))
+    launch(["bench", str(suite), "--output-dir", str(tmp_path / "out"), "--num-processes", "2"], processes=1)
+    summary = json.loads((tmp_path / "out" / "runs" / "dpo-seed0" / "summary.json").read_text())
+    assert summary["num_processes"] == 2

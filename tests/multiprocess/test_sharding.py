@@ -1,0 +1,90 @@
+"""FSDP sharding of PPO's own loop: what asks for it, what it refuses, and its gradient clipping against torch's."""
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from aligner.errors import ConfigError
+from aligner.parallel import sharding
+from aligner_ppo import train as ppo_train
+from aligner_ppo.config import PPOSettings
+from aligner_ppo.train import shard_requested
+
+from conftest import REPO
+from helpers import free_port
+
+
+@pytest.mark.slow
+def test_sharded_gradient_clipping_matches_torchs_on_full_gradients():
+    script = REPO / "tests" / "scripts" / "sharded_clip_check.py"
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                             "127.0.0.1", "--master_port", str(free_port()), str(script)],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ok: norm" in result.stdout
+
+
+@pytest.mark.parametrize("env, expected", [({}, None), ({"ACCELERATE_USE_FSDP": "true"}, "fsdp"),
+                                           ({"ACCELERATE_USE_FSDP": "True"}, "fsdp"),
+                                           ({"ACCELERATE_USE_DEEPSPEED": "true"}, "deepspeed"),
+                                           ({"ACCELERATE_USE_FSDP": "false"}, None)])
+def test_sharding_is_read_from_accelerates_environment(monkeypatch, env, expected):
+    for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert sharding.sharding_requested() == expected
+
+
+def test_one_process_never_shards(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert shard_requested(PPOSettings()) is False
+
+
+def test_sharded_ppo_refuses_resume(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setattr(ppo_train, "world_size", lambda: 2)
+    assert shard_requested(PPOSettings()) is True
+    with pytest.raises(ConfigError, match="--resume: a sharded \\(FSDP\\) PPO run cannot resume"):
+        shard_requested(PPOSettings(resume="runs/ppo"))
+
+
+def test_ppo_under_deepspeed_says_it_runs_replicated(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    monkeypatch.setattr(ppo_train, "world_size", lambda: 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert shard_requested(PPOSettings()) is False
+    assert any("full replica" in str(w.message) and "fsdp.yaml" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, "DeepSpeed ZeRO-3 is not supported"),
+    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}, "FSDP version 1 is not supported"),
+])
+def test_launches_whose_end_would_hang_are_refused_before_loading(monkeypatch, tmp_path, capsys, env, message):
+    from aligner.cli import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["run", "dpo", "--output-dir", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("env", [{"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"},
+                                 {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}, {"ACCELERATE_USE_FSDP": "true"}])
+def test_supported_launches_pass(monkeypatch, env):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    sharding.check_launch()
+
+
+def test_the_shipped_fsdp_configuration_is_fsdp2():
+    import yaml
+
+    config = yaml.safe_load((REPO / "configs" / "accelerate" / "fsdp.yaml").read_text())
+    assert config["distributed_type"] == "FSDP" and config["fsdp_config"]["fsdp_version"] == 2

@@ -1,0 +1,174 @@
+"""Rewards named on the command line: resolution order, TRL's calling convention, checks of what comes back, weighted
+sums, and sequence-classification reward models (their own tokenizer and template, memory kept apart)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aligner import plugins
+from aligner.errors import TrainingError
+from aligner.harness import memory
+from aligner.reward import sources
+from aligner.reward.sources import RewardError, scores_checked
+from tests.fixtures import models
+
+REWARDS_PY = '''
+def correct(prompts, completions, answer, **kwargs):
+    return [1.0 if c.split()[:1] == [a] else 0.0 for c, a in zip(completions, answer)]
+
+def seen(prompts, completions, **kwargs):
+    seen.calls.append((prompts, completions, kwargs))
+    return [len(c) for c in completions]
+seen.calls = []
+
+def old_style(prompts, responses):
+    return [0.5 for _ in responses]
+
+def raises_on_b(prompts, completions, **kwargs):
+    if "b" in completions:
+        raise KeyError("b")
+    return [0.0] * len(completions)
+
+def too_few(prompts, completions, **kwargs):
+    return [0.0]
+
+def nan_second(prompts, completions, **kwargs):
+    return [0.0, float("nan")] + [0.0] * (len(completions) - 2)
+
+def skips_odd(prompts, completions, **kwargs):
+    return [None if i % 2 else 1.0 for i in range(len(completions))]
+
+not_callable = 3
+'''
+
+
+@pytest.fixture
+def rewards_file(tmp_path):
+    path = tmp_path / "my_rewards.py"
+    path.write_text(REWARDS_PY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return plugins.default().registry
+
+
+def test_resolution_order_registered_then_callable_then_model(tmp_path, rewards_file, registry, monkeypatch):
+    assert sources.resolve_reward("vader", registry, "--reward").kind == "registered"
+    assert sources.resolve_reward(f"{rewards_file}:correct", registry, "--reward").kind == "callable"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert sources.resolve_reward("my_rewards:correct", registry, "--reward").kind == "callable"
+    folder = models.sequence_classifier(tmp_path / "rm")
+    assert sources.resolve_reward(str(folder), registry, "--reward", load=False).kind == "classifier"
+    with pytest.raises(RewardError, match=r"--reward nothing-here: unknown reward; give a registered name "
+                                          r"\(answer-match, vader\)"):
+        sources.resolve_reward("nothing-here", registry, "--reward")
+
+
+def test_called_as_trl_calls_reward_funcs(rewards_file, registry):
+    source = sources.resolve_reward(f"{rewards_file}:seen", registry, "--reward")
+    prompts = [[{"role": "user", "content": "q"}], [{"role": "user", "content": "r"}]]
+    completions = [[{"role": "assistant", "content": "abc"}], [{"role": "assistant", "content": "de"}]]
+    scores_checked(source, prompts, completions, {"answer": ["1", "2"], "difficulty": ["easy", "hard"]})
+    called_prompts, called_completions, kwargs = source.function.calls[-1]
+    assert called_prompts == prompts and called_completions == completions
+    assert kwargs == {"answer": ["1", "2"], "difficulty": ["easy", "hard"]}
+    correct = sources.resolve_reward(f"{rewards_file}:correct", registry, "--reward")
+    assert scores_checked(correct, ["p", "p"], ["4 .", "5"], {"answer": ["4", "4"]}) == [1.0, 0.0]
+    legacy = sources.resolve_reward(f"{rewards_file}:old_style", registry, "--reward")
+    assert scores_checked(legacy, ["p"], ["x"], {"answer": ["1"]}) == [0.5]
+
+
+@pytest.mark.parametrize("name, message", [
+    ("raises_on_b", r"reward .*:raises_on_b raised KeyError: 'b' on row 2 of 3 \(prompt 'p1'\) while training"),
+    ("too_few", r"reward .*:too_few returned 1 scores for 3 rows while training"),
+    ("nan_second", r"reward .*:nan_second returned nan for row 2 of 3 \(prompt 'p1'\) while training"),
+])
+def test_faults_name_the_reward_and_the_row(rewards_file, registry, name, message):
+    source = sources.resolve_reward(f"{rewards_file}:{name}", registry, "--reward")
+    with pytest.raises(TrainingError, match=message):
+        scores_checked(source, ["p0", "p1", "p2"], ["a", "b", "c"], {})
+    with pytest.raises(RewardError, match=message.replace("while training", "when probed")):
+        scores_checked(source, ["p0", "p1", "p2"], ["a", "b", "c"], {}, error=RewardError, when="when probed")
+
+
+def test_import_faults_are_input_errors(tmp_path, rewards_file, registry):
+    with pytest.raises(RewardError, match=r"--reward .*my_rewards.py:absent: .*my_rewards.py has no function "
+                                          r"'absent'"):
+        sources.resolve_reward(f"{rewards_file}:absent", registry, "--reward")
+    with pytest.raises(RewardError, match="has no function 'not_callable'"):
+        sources.resolve_reward(f"{rewards_file}:not_callable", registry, "--reward")
+    with pytest.raises(RewardError, match=r"no such file .*nowhere.py"):
+        sources.resolve_reward(f"{tmp_path}/nowhere.py:f", registry, "--reward")
+    with pytest.raises(RewardError, match=r"--gold-reward no_such_module_x:f: could not import no_such_module_x "
+                                          r"\(ModuleNotFoundError"):
+        sources.resolve_reward("no_such_module_x:f", registry, "--gold-reward")
+    broken = tmp_path / "broken.py"
+    broken.write_text("import nonexistent_package_y\n")
+    with pytest.raises(RewardError, match="could not import .*broken.py .*nonexistent_package_y"):
+        sources.resolve_reward(f"{broken}:f", registry, "--reward")
+
+
+def test_weighted_sum_skips_none_as_trl_does():
+    assert sources.weighted_sum([[1.0, None, 2.0], [0.5, 0.5, None]], [1.0, 2.0]) == [2.0, 1.0, 2.0]
+    assert sources.weighted_sum([[None]], [1.0]) == [0]
+    with pytest.raises(Exception, match="2 weights for 3 rewards"):
+        sources.check_names(["a", "b", "c"], [1.0, 2.0])
+
+
+def test_classifier_folders_are_checked_before_loading(tmp_path, registry):
+    chat = models.chat_model(tmp_path / "chat")
+    with pytest.raises(RewardError, match=r"not a sequence-classification reward model \(architectures: "
+                                          r"Qwen2ForCausalLM\)"):
+        sources.resolve_reward(str(chat), registry, "--gold-reward")
+    two = models.sequence_classifier(tmp_path / "two", num_labels=2)
+    with pytest.raises(RewardError, match="a sequence classifier with 2 labels; a reward model has one"):
+        sources.resolve_reward(str(two), registry, "--reward")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RewardError, match="a folder with no config.json: not a model"):
+        sources.resolve_reward(str(tmp_path / "empty"), registry, "--reward")
+
+
+def test_classifier_scores_through_its_own_template_and_tokenizer(tmp_path, registry):
+    from transformers import AutoTokenizer
+
+    folder = models.sequence_classifier(tmp_path / "rm", chat_template=True)
+    source = sources.resolve_reward(str(folder), registry, "--gold-reward")
+    scorer = source.function.__self__
+    assert scorer.templated
+    texts = scorer.texts(["the movie was"], [" great ."])
+    own = AutoTokenizer.from_pretrained(folder)
+    assert texts == [own.apply_chat_template([{"role": "user", "content": "the movie was"},
+                                              {"role": "assistant", "content": "great ."}], tokenize=False)]
+    good, bad, neutral = scores_checked(source, ["the movie was"] * 3, [" great fun .", " awful , dull .",
+                                                                         " the plot ."], {})
+    assert good > neutral > bad
+    conversational = scores_checked(source, [[{"role": "user", "content": "the movie was"}]],
+                                    [[{"role": "assistant", "content": "great fun ."}]], {})
+    assert conversational[0] > 0
+    plain = sources.resolve_reward(str(models.sequence_classifier(tmp_path / "plain", chat_template=False)), registry,
+                            "--reward")
+    assert plain.function.__self__.texts(["a"], ["b"]) == ["ab"]
+    assert source.memory_mb == pytest.approx(sum(p.numel() * 4 for p in scorer.model.parameters()) / 2**20, rel=0.01)
+
+
+def test_classifier_weights_and_activations_are_not_counted(tmp_path, registry):
+    source = sources.resolve_reward(str(models.sequence_classifier(tmp_path / "rm")), registry, "--reward")
+    model = source.function.__self__.model
+    storages = {t.untyped_storage()._cdata: t.untyped_storage().nbytes()
+                for t in [*model.parameters(), *model.buffers()]}
+
+    def peak(score: bool) -> int:
+        with memory.TensorMemory("cpu") as counted:
+            if score:
+                scores_checked(source, ["the movie was"] * 8, [" great fun ."] * 8, {})
+        return counted.peak_bytes
+
+    excluded = peak(score=False)
+    assert peak(score=True) == excluded, "scoring adds nothing to the count"
+    memory._excluded.discard(model)
+    try:
+        assert peak(score=False) - excluded == sum(storages.values()), "its weights, had they been counted"
+    finally:
+        memory.exclude(model)

@@ -1,0 +1,110 @@
+"""The one sampler: it samples from the plain softmax at the temperature whatever the model's generation_config.json
+says, and it never lets a prompt grow without bound."""
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from aligner.modeling import sampling
+
+from helpers import tiny_llama
+
+PROMPTS = ["the movie was", "a very", "this film is not", "the plot"]
+
+LEAKY = dict(repetition_penalty=1.3, no_repeat_ngram_size=2, min_p=0.3, top_k=5, top_p=0.5, min_new_tokens=6,
+             suppress_tokens=[7, 8, 9], temperature=0.2)
+"""Sampling settings a model may ship in generation_config.json; each changes the sampled distribution."""
+
+
+def tampered(model):
+    for key, value in LEAKY.items():
+        setattr(model.generation_config, key, value)
+    return model
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_model_generation_config_does_not_leak_into_sampling(wrapped):
+    clean, tok = tiny_llama(seed=3)
+    leaky, _ = tiny_llama(seed=3)
+    tampered(leaky)
+    if wrapped:
+        clean = get_peft_model(clean, LoraConfig(r=4, target_modules="all-linear"))
+        leaky = get_peft_model(leaky, LoraConfig(r=4, target_modules="all-linear"))
+    kwargs = dict(max_new_tokens=12, temperature=1.0, seed=5)
+    expected = sampling.sample(clean, tok, PROMPTS * 8, **kwargs)
+    got = sampling.sample(leaky, tok, PROMPTS * 8, **kwargs)
+    assert torch.equal(expected.input_ids, got.input_ids)
+    inner = leaky.get_base_model() if wrapped else leaky
+    assert inner.generation_config.repetition_penalty == 1.3, "the model's own config is restored afterwards"
+
+
+def test_plain_generate_would_have_leaked():
+    """The test above can fail: generate() with only temperature/top-k/top-p given samples differently."""
+    clean, tok = tiny_llama(seed=3)
+    leaky, _ = tiny_llama(seed=3)
+    tampered(leaky)
+    enc = tok(PROMPTS * 8, return_tensors="pt", padding=True, padding_side="left")
+    outs = []
+    for model in (clean, leaky):
+        torch.manual_seed(5)
+        outs.append(model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=12,
+                                   pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id))
+    assert not torch.equal(outs[0], outs[1])
+
+
+def test_long_prompts_keep_their_end_and_bos():
+    model, tok = tiny_llama()
+    words = " ".join(["very"] * 10_000) + " the movie was"
+    samples = sampling.sample(model, tok, [words, "bad"], max_new_tokens=4, temperature=1.0, seed=0,
+                              max_prompt_tokens=16)
+    assert samples.prompt_length == 16
+    first = samples.input_ids[0, :16].tolist()
+    assert first[0] == tok.bos_token_id
+    assert first[-3:] == tok("the movie was", add_special_tokens=False)["input_ids"]
+    short = samples.input_ids[1, :16]
+    assert (short[:-2] == tok.pad_token_id).all(), "a short prompt is left-padded, not cut"
+
+
+def test_keep_end():
+    assert sampling.keep_end([1, 5, 6, 7, 8], 3, bos_id=1) == [1, 7, 8]
+    assert sampling.keep_end([5, 6, 7, 8], 3, bos_id=1) == [6, 7, 8]
+    assert sampling.keep_end([1, 5], 3, bos_id=1) == [1, 5]
+
+
+def test_chunked_sampling_equals_one_batch():
+    """Evaluation samples in chunks; the chunk size must not change the draw's shape or masks."""
+    model, tok = tiny_llama()
+    one = sampling.sample(model, tok, PROMPTS, max_new_tokens=6, temperature=1.0, seed=2)
+    chunked = sampling.sample(model, tok, PROMPTS, max_new_tokens=6, temperature=1.0, seed=2, batch_size=4)
+    assert torch.equal(one.input_ids, chunked.input_ids)
+    assert one.has_eos.tolist() == [bool((r == tok.eos_token_id).any()) for r in one.response_ids]
+
+
+def test_ppo_and_evaluation_cut_long_prompts(tmp_path, toy_world, monkeypatch):
+    """A 3,000-word prompt once took a rollout past 6 GB; now every sampled prompt fits --max-length."""
+    import json
+
+    import aligner
+    from aligner_ppo import train as ppo_train
+
+    rows = [{"prompt": " ".join(["very"] * 3000) + f" the movie {'was ' * (i % 5)}",
+             "chosen": " good", "rejected": " bad"} for i in range(5)]
+    rows = [dict(r, prompt=r["prompt"] + " " + w) for r in rows for w in ("good", "bad", "plot", "film")]
+    path = tmp_path / "long.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lengths = []
+    real = sampling.sample
+
+    def spy(*args, **kwargs):
+        samples = real(*args, **kwargs)
+        lengths.append((kwargs["max_new_tokens"], samples.prompt_length))
+        return samples
+
+    monkeypatch.setattr(ppo_train, "sample", spy)
+    monkeypatch.setattr(sampling, "sample", spy)
+    aligner.run("ppo", dataset=str(path), reward="gold", max_steps=1, rollout_batch_size=8, batch_size=8,
+                response_length=8, max_length=32, eval_prompts=4, eval_max_new_tokens=4,
+                output_dir=str(tmp_path / "run"), verbose=False)
+    assert (8, 24) in lengths, "rollout prompts are cut to max-length minus response-length"
+    assert (4, 32) in lengths, "evaluation prompts are cut to max-length"
+    assert all(length <= 32 for _, length in lengths)
