@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from aligner.data.batches import take
+from aligner.data.encoding import PairBatch, encode_pairs
 from aligner.errors import CheckpointError, DatasetError
 from aligner.modeling.base import (active_adapter, adapter_parameters, add_adapter, base_fingerprint,
                                    checkpointing_active, save_adapter)
@@ -45,21 +46,11 @@ def sequence_scores(model, head: ScalarHead, input_ids, attention_mask) -> torch
     return head(hidden[rows, last_token_index(attention_mask)])
 
 
-def pair_text(tokenizer, prompt, response) -> str:
-    """Prompt and response as the model reads them: concatenated strings, or chat messages through the model's
-    chat template (TRL's conversational format)."""
-    if isinstance(prompt, list):
-        return tokenizer.apply_chat_template(prompt + response, tokenize=False)
-    return prompt + response + tokenizer.eos_token
-
-
-def encode_pairs(tokenizer, rows: list[dict], max_length: int, device) -> tuple[dict, dict]:
-    def encode(key):
-        texts = [pair_text(tokenizer, r["prompt"], r[key]) for r in rows]
-        return tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length,
-                         padding_side="left").to(device)
-
-    return encode("chosen"), encode("rejected")
+def pair_margins(model, head: ScalarHead, pairs: PairBatch) -> torch.Tensor:
+    """r(chosen) - r(rejected) of each pair, both encoded by the encoder the policy's losses use (a response
+    is never cut before the prompt is, and ends with EOS), as the reward model scores sampled responses."""
+    return (sequence_scores(model, head, pairs.chosen.input_ids, pairs.chosen.attention_mask)
+            - sequence_scores(model, head, pairs.rejected.input_ids, pairs.rejected.attention_mask))
 
 
 def split_pairs(rows, held_out_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -83,8 +74,8 @@ def pairwise_accuracy(model, head, tokenizer, rows, max_length, device, batch_si
     correct = 0
     with active_adapter(model, REWARD_ADAPTER, trainable=[]):
         for start in range(0, len(rows), batch_size):
-            chosen, rejected = encode_pairs(tokenizer, rows[start:start + batch_size], max_length, device)
-            margin = sequence_scores(model, head, **chosen) - sequence_scores(model, head, **rejected)
+            margin = pair_margins(model, head, encode_pairs(tokenizer, rows[start:start + batch_size], max_length,
+                                                            device))
             correct += int((margin > 0).sum())
     return correct / len(rows)
 
@@ -109,8 +100,7 @@ def train_reward_model(model, tokenizer, rows, *, steps: int, batch_size: int, l
     with active_adapter(model, REWARD_ADAPTER, trainable=params), checkpointing_active(model), bar:
         for step in range(1, steps + 1):
             batch = take(rows, gen.sample(train_rows, min(batch_size, len(train_rows))))
-            chosen, rejected = encode_pairs(tokenizer, batch, max_length, device)
-            margin = sequence_scores(model, head, **chosen) - sequence_scores(model, head, **rejected)
+            margin = pair_margins(model, head, encode_pairs(tokenizer, batch, max_length, device))
             loss = -torch.nn.functional.logsigmoid(margin).mean()
             loss.backward()
             distributed.average_gradients(params)

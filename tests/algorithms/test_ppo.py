@@ -237,7 +237,10 @@ def test_conversational_pairs_train_a_reward_model(toy_world):
     chat = [{"prompt": [{"role": "user", "content": r["prompt"]}],
              "chosen": [{"role": "assistant", "content": r["chosen"].strip()}],
              "rejected": [{"role": "assistant", "content": r["rejected"].strip()}]} for r in rows]
-    assert reward_model.pair_text(tok, chat[0]["prompt"], chat[0]["chosen"]).split() == \
+    from aligner.data.encoding import encode_pairs
+
+    pairs = encode_pairs(tok, chat[:1], 48, "cpu")
+    assert tok.decode(pairs.chosen.input_ids[0][pairs.chosen.attention_mask[0].bool()]).split() == \
         (rows[0]["prompt"] + rows[0]["chosen"]).split()
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
     rm, metrics = reward_model.train_reward_model(model, tok, chat, steps=2, batch_size=8, learning_rate=1e-3,
