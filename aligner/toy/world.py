@@ -173,12 +173,14 @@ def build(root: Path, seed: int = 0, corpus_size: int = 24000, n_eval_prompts: i
           log=print) -> dict:
     """Builds the whole world into `root` (which must not exist yet); returns build statistics. On one torch
     thread whatever the machine's load: on some processors (AVX-512) a matrix product's sums are split by thread
-    count, and one and two threads build different bytes."""
+    count, and one and two threads build different bytes. The global torch random stream is restored afterwards,
+    so a run that builds the world first draws what it would have drawn with the world already cached."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _build(root, seed, corpus_size, n_eval_prompts, samples_per_prompt, max_new_tokens,
-                      prefix_corpus_size, log)
+        with torch.random.fork_rng(devices=[]):
+            return _build(root, seed, corpus_size, n_eval_prompts, samples_per_prompt, max_new_tokens,
+                          prefix_corpus_size, log)
     finally:
         torch.set_num_threads(before)
 

@@ -87,6 +87,17 @@ def test_small_world_build_is_the_same_whatever_thread_count_it_starts_with(tmp_
     assert world.checksums(tmp_path / "1") == world.checksums(tmp_path / "2")
 
 
+@pytest.mark.slow
+def test_building_the_world_leaves_the_global_random_stream_alone(tmp_path):
+    """A run seeds torch before it loads the world: a first run that builds it draws what a later run draws."""
+    sizes = dict(corpus_size=640, n_eval_prompts=8, samples_per_prompt=2, prefix_corpus_size=60, log=lambda m: None)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    world.build(tmp_path / "w", seed=5, **sizes)
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_two_processes_needing_the_world_build_it_once(tmp_path, monkeypatch):
     """The second caller waits on the first one's lock and then finds the world built."""
     import threading
