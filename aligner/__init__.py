@@ -8,11 +8,12 @@ import ast
 import functools
 from pathlib import Path
 
-from aligner.config import RunConfig, setting
+from aligner.config import CheckpointSettings, RunConfig, setting
 from aligner.data.kinds import LAYOUTS, PREFERENCE, PROMPT, UNPAIRED
 from aligner.errors import (AlignerError, CheckpointError, ConfigError, DatasetError, InputError, ModelLoadError,
                             RunError, TrainingError)
 from aligner.hookspecs import hookimpl
+from aligner.offline.settings import OfflineSettings, TRLComparableSettings
 from aligner.online.settings import OnlineSettings, RewardSourceSettings
 from aligner.registry import Algorithm, RewardFunction
 
@@ -64,7 +65,7 @@ def __dir__():
 
 
 __all__ = ["run", "__version__", "Algorithm", "RewardFunction", "hookimpl", "RunConfig", "OnlineSettings",
-           "RewardSourceSettings", "setting",
+           "RewardSourceSettings", "CheckpointSettings", "OfflineSettings", "TRLComparableSettings", "setting",
            "AlignerError",
            "InputError", "RunError", "ConfigError", "DatasetError", "ModelLoadError", "CheckpointError",
            "TrainingError", "LAYOUTS", "PREFERENCE", "PROMPT", "UNPAIRED"]

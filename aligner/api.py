@@ -2,7 +2,8 @@
 plugins import from. The built-in plugins under `plugins/` use nothing else, and a test holds them to it. Every
 name is defined under the name it has here, in the module the import line names (no renaming on the way).
 
-Registering: `Algorithm`, `RewardFunction`, `hookimpl`. Settings: `RunConfig`, `setting`. What `train` receives:
+Registering: `Algorithm`, `RewardFunction`, `hookimpl`. Settings: `RunConfig`, `CheckpointSettings` (what a
+loop that checkpoints reads), `setting`. What `train` receives:
 `TrainContext`. Errors: `InputError` (exit 2) and `RunError` (exit 1) and their kinds. Building blocks, by job:
 
 - the one base and its adapters: `lora_config`, `add_adapter`, `active_adapter`, `adapter_parameters`,
@@ -12,8 +13,11 @@ Registering: `Algorithm`, `RewardFunction`, `hookimpl`. Settings: `RunConfig`, `
 - sampling and log-probs: `sample`, `Samples`, `prompt_texts`, `response_forward`, `response_logprobs`,
   `position_ids`, `final_hidden` (last hidden states without the LM head), `head_logprobs` (chunked LM head);
 - measuring: `TensorMemory` (peak bytes of live tensors, CPU or CUDA);
-- offline training on pairs: `encode_pairs` / `encode_sequences` (tokens, padding, masks), `sequence_logprobs`,
-  `pair_batches`, `optimize` (AdamW, warm-up, clipping, gradient averaging, logging, progress);
+- offline training: `OfflineSettings` / `TRLComparableSettings`, `train_on_pairs` (give it a loss of
+  `PairLogps`: policy and reference log-probs of chosen and rejected), `train_on_examples` (a loss of
+  `ExampleLogps`, KTO's unpaired examples), `train_offline` (the engine's loop around any step function),
+  `check_offline`; `encode_pairs` / `encode_sequences` (tokens, padding, masks), `sequence_logprobs`,
+  `pair_batches`, `ShuffledOrder`;
 - critic-free online training: `OnlineSettings`, `train_online` (give it an advantage function of an
   `OnlineRollout`), `check_online`, `clipped_loss`, `aggregate`, `k3`; `check_finite` (the one rule for NaN and
   infinite values in a training loop);
@@ -28,14 +32,15 @@ Registering: `Algorithm`, `RewardFunction`, `hookimpl`. Settings: `RunConfig`, `
 - TRL trainers: `train_with_trl`, `training_arguments`;
 - several processes: `rank`, `world_size`, `is_main`, `barrier`, `average_gradients`, `clip_grad_norm_`,
   `reduce_metrics`; FSDP2 sharding: `sharding_requested`, `shard`, `is_sharded`, `gathered`, `gather_full_weights`;
-- state and checkpoints: `save_state`, `load_state`, `state_exists`, `find_checkpoint`, `CHECKPOINTS`, `to_dict`,
+- state and checkpoints: `save_state`, `load_state`, `state_exists`, `find_checkpoint`, `write_checkpoint`,
+  `read_checkpoint`, `random_streams`, `restore_random_streams`, `continue_run`, `CHECKPOINTS`, `to_dict`,
   `changed_settings`, `settings_fingerprint`.
 """
 
 import warnings
 
-from aligner.config import RunConfig, changed_settings, setting, settings_fingerprint, to_dict
-from aligner.data.batches import pair_batches
+from aligner.config import CheckpointSettings, RunConfig, changed_settings, setting, settings_fingerprint, to_dict
+from aligner.data.batches import ShuffledOrder, pair_batches
 from aligner.data.encoding import PairBatch, Sequences, encode_pairs, encode_sequences
 from aligner.data.kinds import LAYOUTS, PREFERENCE, PROMPT, UNPAIRED
 from aligner.data.layouts import interleave_unpaired
@@ -53,6 +58,9 @@ from aligner.modeling.heads import ScalarHead, last_token_index
 from aligner.modeling.logprobs import (ResponseForward, final_hidden, head_logprobs, position_ids, response_forward,
                                        response_logprobs, sequence_logprobs)
 from aligner.modeling.sampling import Samples, prompt_texts, sample
+from aligner.offline.engine import check_offline, train_offline, train_on_examples, train_on_pairs
+from aligner.offline.logps import ExampleLogps, PairLogps
+from aligner.offline.settings import OfflineSettings, TRLComparableSettings
 from aligner.online.critic_free import OnlineRollout, aggregate, check_online, clipped_loss, k3, train_online
 from aligner.online.settings import OnlineSettings, RewardSourceSettings
 from aligner.parallel.distributed import (average_gradients, barrier, clip_grad_norm_, is_main, rank, reduce_metrics,
@@ -63,13 +71,14 @@ from aligner.reward.model import (REWARD_ADAPTER, RewardModel, RewardModelError,
                                   read_reward_model_meta, save_reward_model, train_reward_model)
 from aligner.reward.scoring import attach_reward, check_reward, completions_like, reward_scorer
 from aligner.reward.sources import RewardError, RewardSource, resolve_reward
-from aligner.training.checkpoints import find_checkpoint, load_state, save_state, state_exists
+from aligner.training.checkpoints import (continue_run, find_checkpoint, load_state, random_streams, read_checkpoint,
+                                          restore_random_streams, save_state, state_exists, write_checkpoint)
 from aligner.training.guards import check_finite
-from aligner.training.optimize import optimize
 from aligner.training.trl_trainers import train_with_trl, training_arguments
 
 __all__ = [
-    "Algorithm", "RewardFunction", "hookimpl", "RunConfig", "setting", "TrainContext", "Placement",
+    "Algorithm", "RewardFunction", "hookimpl", "RunConfig", "CheckpointSettings", "setting", "TrainContext",
+    "Placement",
     "AlignerError", "InputError", "RunError", "ConfigError", "DatasetError", "ModelLoadError", "CheckpointError",
     "TrainingError",
     "lora_config", "add_adapter", "active_adapter", "adapter_parameters", "save_adapter", "disable_dropout",
@@ -78,7 +87,9 @@ __all__ = [
     "final_hidden", "head_logprobs", "sequence_logprobs", "TensorMemory",
     "OnlineSettings", "RewardSourceSettings", "OnlineRollout", "train_online", "check_online", "clipped_loss",
     "aggregate", "k3", "check_finite",
-    "PairBatch", "Sequences", "encode_pairs", "encode_sequences", "pair_batches", "optimize",
+    "PairBatch", "Sequences", "encode_pairs", "encode_sequences", "pair_batches", "ShuffledOrder",
+    "OfflineSettings", "TRLComparableSettings", "PairLogps", "ExampleLogps", "train_on_pairs", "train_on_examples",
+    "train_offline", "check_offline",
     "ScalarHead", "last_token_index", "REWARD_ADAPTER", "RewardModel", "RewardModelError", "train_reward_model",
     "pairwise_accuracy", "save_reward_model", "load_reward_model", "read_reward_model_meta", "attach_reward",
     "reward_scorer", "check_reward",
@@ -86,7 +97,8 @@ __all__ = [
     "rank", "world_size", "is_main", "barrier", "average_gradients", "clip_grad_norm_", "reduce_metrics",
     "sharding_requested", "shard", "is_sharded", "gathered", "gather_full_weights",
     "save_state", "load_state", "state_exists", "find_checkpoint", "CHECKPOINTS", "to_dict", "changed_settings",
-    "settings_fingerprint",
+    "settings_fingerprint", "random_streams", "restore_random_streams", "write_checkpoint", "read_checkpoint",
+    "continue_run",
     "PromptRows", "repeat_columns", "RewardSource", "RewardError", "resolve_reward", "completions_like",
     "PREFERENCE", "UNPAIRED", "PROMPT", "LAYOUTS", "interleave_unpaired",
 ]

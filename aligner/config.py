@@ -124,6 +124,22 @@ class RunConfig:
                 raise ConfigError(f"--{flag(f.name)} must be one of {', '.join(choices)}; got {getattr(self, f.name)!r}")
 
 
+@dataclasses.dataclass
+class CheckpointSettings(RunConfig):
+    """What every loop that checkpoints reads (the online and offline engines, PPO): how often to write a
+    checkpoint, which one to continue from, and whether changed settings may continue it."""
+
+    save_every: int = setting(10, "Write a checkpoint every this many steps or iterations (and at the end).")
+    resume: str | None = setting(None, "Continue from a checkpoint directory, or a (partial) run directory's "
+                                       "latest checkpoint.")
+    allow_changed_settings: bool = setting(False, "With --resume: continue even though settings other than "
+                                                  "--max-steps and --save-every differ from the checkpointed run's.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require(["save_every"])
+
+
 def flag(name: str) -> str:
     return name.replace("_", "-")
 

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
+
+from benchmarks.machine import describe, environment, in_fresh_process, publish
 
 PROMPTS, GENERATIONS, LENGTH, MINIBATCH = 16, 4, 20, 16
 STEPS_PER_ITERATION = PROMPTS * GENERATIONS // MINIBATCH
@@ -82,23 +80,10 @@ def run_trl(iterations: int, seed: int) -> dict:
             "completion_tokens": round(statistics.mean(lengths) * completions)}
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
-
-
 def one(side: str, iterations: int, seed: int) -> dict:
     """Runs one side in a fresh process, so neither inherits the other's caches or threads."""
-    code = (f"import json, benchmarks.grpo_race as r; "
-            f"print('RESULT', json.dumps(r.run_{side}({iterations}, {seed})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if out.returncode or not lines:
-        raise SystemExit(f"grpo race: the {side} side failed:\n{out.stderr[-3000:]}")
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = in_fresh_process(f"benchmarks.grpo_race.run_{side}({iterations}, {seed})",
+                              f"grpo race: the {side} side")
     result["completions_per_second"] = result["completions"] / result["train_seconds"]
     result["tokens_per_second"] = result["completion_tokens"] / result["train_seconds"]
     return result
@@ -122,22 +107,12 @@ def main(argv=None) -> None:
         rounds.append(row)
     median = {side: statistics.median(r[side]["completions_per_second"] for r in rounds) for side in ("aligner", "trl")}
     tokens = {side: statistics.median(r[side]["tokens_per_second"] for r in rounds) for side in ("aligner", "trl")}
-    import torch
-    import transformers
-    import trl
-
-    result = {"command": "python -m benchmarks.grpo_race " + " ".join(argv or sys.argv[1:]),
-              "machine": f"{cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
-              "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                           "trl": trl.__version__},
+    env = environment()
+    result = {"command": "python -m benchmarks.grpo_race " + " ".join(argv or sys.argv[1:]), **env,
               "rounds": rounds, "median_completions_per_second": median, "median_tokens_per_second": tokens,
               "aligner_over_trl": median["aligner"] / median["trl"]}
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# GRPO throughput: aligner against TRL's GRPOTrainer", "",
-             f"Command: `{result['command']}`; {result['machine']}; torch {torch.__version__}, transformers "
-             f"{transformers.__version__}, trl {trl.__version__}.", "",
+             f"Command: `{result['command']}`; {describe(env)}.", "",
              "| round | aligner completions/s | TRL completions/s | aligner tokens/s | TRL tokens/s |",
              "| --- | --- | --- | --- | --- |"]
     lines += [f"| {i + 1} | {r['aligner']['completions_per_second']:.1f} | {r['trl']['completions_per_second']:.1f} | "
@@ -147,8 +122,7 @@ def main(argv=None) -> None:
               f"{tokens['trl']:.0f} |", "",
               f"aligner / TRL, completions per second of training: {result['aligner_over_trl']:.2f}x "
               f"(completion tokens per second: {tokens['aligner'] / tokens['trl']:.2f}x)"]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish(args.output, result, lines)
 
 
 if __name__ == "__main__":

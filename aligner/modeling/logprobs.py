@@ -129,13 +129,22 @@ def response_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     return torch.cat(out)
 
 
+def masked_token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor,
+                          temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """log p of every token where `mask` is 1 (a token's log-prob needs its prefix, so the first position never
+    counts), as a flat tensor, with each one's row and the boolean mask of the predicted positions (batch, length
+    - 1). One forward pass; the LM head runs on the masked tokens only, a chunk at a time."""
+    hidden = final_hidden(model, input_ids, attention_mask)[:, :-1]
+    kept = mask[:, 1:].bool()
+    logp, _ = head_logprobs(model, hidden[kept], input_ids[:, 1:][kept], temperature)
+    rows = torch.arange(kept.shape[0], device=kept.device)[:, None].expand_as(kept)[kept]
+    return logp, rows, kept
+
+
 def sequence_logprobs(model, sequences: Sequences, average: bool = False, temperature: float = 1.0) -> torch.Tensor:
     """log p(response | prompt) per row: the sum over the response's tokens (or their mean, `average=True`, as
     length-normalised losses use). The LM head runs on response tokens only, a chunk at a time."""
-    hidden = final_hidden(model, sequences.input_ids, sequences.attention_mask)[:, :-1]
-    targets = sequences.input_ids[:, 1:]
-    mask = sequences.response_mask[:, 1:].bool()
-    logp, _ = head_logprobs(model, hidden[mask], targets[mask], temperature)
-    rows = torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)[mask]
-    total = torch.zeros(mask.shape[0], device=logp.device, dtype=logp.dtype).index_add(0, rows, logp)
-    return total / mask.sum(1).clamp(min=1) if average else total
+    logp, rows, kept = masked_token_logprobs(model, sequences.input_ids, sequences.attention_mask,
+                                             sequences.response_mask, temperature)
+    total = torch.zeros(kept.shape[0], device=logp.device, dtype=logp.dtype).index_add(0, rows, logp)
+    return total / kept.sum(1).clamp(min=1) if average else total

@@ -11,7 +11,6 @@ calls `train_online`.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -23,13 +22,15 @@ from aligner.data.prompts import PromptRows, repeat_columns
 from aligner.errors import TrainingError
 from aligner.harness.rundir import CHECKPOINTS
 from aligner.modeling.base import (adapter_parameters, checkpointing_active, disable_dropout,
-                                   enable_gradient_checkpointing, lora_config)
+                                   enable_gradient_checkpointing, lora_config, reference)
 from aligner.modeling.logprobs import response_forward
 from aligner.modeling.sampling import Samples, sample
 from aligner.online import checkpoint as online_checkpoint
 from aligner.online.settings import OnlineSettings
 from aligner.parallel import distributed
 from aligner.reward import scoring as rewards
+from aligner.reward.judges import trains_reward_model
+from aligner.training.checkpoints import continue_run
 from aligner.training.guards import check_finite
 
 POLICY = "default"
@@ -97,7 +98,7 @@ def collect(model, tokenizer, prompts: list, columns: dict, scorer, cfg: OnlineS
     mask = samples.response_mask.float()
     args = (samples.input_ids, samples.attention_mask, samples.prompt_length, cfg.temperature)
     old = response_forward(model, *args).logprobs * mask
-    with model.disable_adapter():
+    with reference(model):
         ref = response_forward(model, *args).logprobs * mask
     try:
         raw = scorer(samples, repeat_columns(columns, cfg.samples_per_prompt)).float().cpu()
@@ -184,8 +185,7 @@ def train_online(context, advantages: Advantages, *, kl_in_loss: bool, aggregati
     if resumed is not None:
         state = online_checkpoint.read(resumed, settings, cfg.allow_changed_settings)
         first = online_checkpoint.restore(resumed, state, model, POLICY, optimizer, sampler) + 1
-        shutil.copytree(resumed, context.output_dir / CHECKPOINTS / resumed.name)
-        summary["resumed_from_step"] = first - 1
+        continue_run(context, resumed, first - 1, with_step_zero=trains_reward_model(cfg))
     with tqdm(total=cfg.max_steps, initial=first - 1, desc=name, dynamic_ncols=True,
               disable=not distributed.is_main()) as bar:
         for step in range(first, cfg.max_steps + 1):

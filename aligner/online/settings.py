@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aligner.config import ConfigError, RunConfig, setting
+from aligner.config import CheckpointSettings, ConfigError, RunConfig, setting
 
 
 @dataclass
@@ -40,7 +40,7 @@ class RewardSourceSettings(RunConfig):
 
 
 @dataclass
-class OnlineSettings(RewardSourceSettings):
+class OnlineSettings(RewardSourceSettings, CheckpointSettings):
     """What every critic-free online algorithm shares: the reward source, the rollout shape, the update and the KL."""
 
     max_steps: int = setting(60, "Iterations: one rollout and its updates each.")
@@ -55,16 +55,10 @@ class OnlineSettings(RewardSourceSettings):
     cliprange: float = setting(0.2, "Policy ratio clip range.")
     missing_eos_penalty: float = setting(1.0, "Subtracted from the score of a response that ends without EOS.")
     max_grad_norm: float = setting(1.0, "Gradient clipping norm.")
-    save_every: int = setting(10, "Write a checkpoint every this many iterations (and at the end).")
-    resume: str | None = setting(None, "Continue from a checkpoint directory, or a (partial) run directory's "
-                                       "latest checkpoint.")
-    allow_changed_settings: bool = setting(False, "With --resume: continue even though settings other than "
-                                                  "--max-steps and --save-every differ from the checkpointed run's.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.require(["prompts_per_step", "samples_per_prompt", "epochs", "response_length", "temperature",
-                      "save_every"])
+        self.require(["prompts_per_step", "samples_per_prompt", "epochs", "response_length", "temperature"])
         self.require(["kl_coef", "cliprange", "max_grad_norm"], inclusive=True)
         if self.response_length >= self.max_length:
             raise ConfigError(f"--response-length {self.response_length} must be below --max-length "

@@ -130,3 +130,99 @@ def find_checkpoint(path: str | Path, name: str = "state") -> Path:
         raise CheckpointError(f"--resume {path}: no checkpoint there (expected state.json and state.safetensors, or "
                               f"checkpoints/step-*/)")
     return candidates[-1]
+
+
+def random_streams() -> dict:
+    """Every global random stream a training loop draws from (torch's CPU and CUDA generators, Python's, numpy's),
+    as state-file values: the one definition every loop's checkpoint stores, so a resumed run draws what the
+    uninterrupted one drew on any device."""
+    import random
+
+    return {"torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "python_rng": random.getstate(), "numpy_rng": np.random.get_state()}
+
+
+def restore_random_streams(state: dict) -> None:
+    """Sets the streams `random_streams` captured (a checkpoint written without CUDA leaves CUDA's as it is)."""
+    import random
+
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    random.setstate(state["python_rng"])
+    np.random.set_state(state["numpy_rng"])
+
+
+def write_checkpoint(directory: Path, step: int, write_files, state: dict, name: str = "state") -> Path:
+    """`directory/step-NNNNNN`, written whole or not at all: `write_files(folder)` (adapters, heads) and the state
+    go to a hidden temp folder that is renamed at the end, so the latest complete checkpoint is always a good one."""
+    import shutil
+
+    final, tmp = Path(directory) / f"step-{step:06d}", Path(directory) / f".step-{step:06d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write_files(tmp)
+    save_state(tmp, name, state)
+    if final.exists():  # a resumed run re-writing the step it continued from
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def read_checkpoint(checkpoint: Path, kind: str, settings: dict, allow_changed: bool, resumable: frozenset,
+                    name: str = "state", same: dict | None = None) -> dict:
+    """The state of a checkpoint written by a loop of `kind`, refused (naming the checkpoint) when it is another
+    loop's, when a field in `same` ({state key: (expected value, flag)}) differs (what no setting can change, such
+    as PPO's critic, whose weights would not load), or when it was made with other settings than `settings`, except
+    those in `resumable`, unless `allow_changed`: a different seed or learning rate would silently make the resumed
+    run another run."""
+    try:
+        state = load_state(checkpoint, name)
+    except CheckpointError as error:
+        raise CheckpointError(f"--resume {checkpoint}: {error}") from None
+    if not isinstance(state, dict) or not {"step", "settings"} <= set(state):
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise CheckpointError(f"--resume {checkpoint}: {name}.json is not {article} {kind} checkpoint's state")
+    if state.get("kind") != kind:
+        raise CheckpointError(f"--resume {checkpoint}: a checkpoint of {state.get('kind') or 'another'} training, "
+                              f"not of {kind} training")
+    for key, (expected, flag) in (same or {}).items():
+        if state.get(key) != expected:
+            raise CheckpointError(f"--resume {checkpoint}: saved with {flag} {state.get(key)}, not {expected}")
+    from aligner.config import changed_settings
+
+    changes = changed_settings(state["settings"], settings, ignore=resumable)
+    if changes and not allow_changed:
+        raise CheckpointError(f"--resume {checkpoint}: settings differ from the checkpointed run's "
+                              f"({'; '.join(changes)}); pass the same settings, or --allow-changed-settings to "
+                              f"continue with the new ones")
+    return state
+
+
+def continue_run(context, checkpoint: Path, step: int, with_step_zero: bool = False) -> None:
+    """What every loop does once it has restored `checkpoint` (of iteration `step`): the main process copies the
+    checkpoint into this run's `checkpoints/`, so the new run directory is complete on its own, and the resumed
+    run's metrics up to `step` are logged again first, so metrics.jsonl reads as one run. Rows of step 0 (a reward
+    model trained before the loop) are carried when `with_step_zero`; summary gets `resumed_from_step`."""
+    import json
+    import shutil
+
+    from aligner.harness.rundir import CHECKPOINTS
+    from aligner.parallel import distributed
+
+    context.summary_extras["resumed_from_step"] = step
+    if distributed.is_main():
+        shutil.copytree(checkpoint, context.output_dir / CHECKPOINTS / checkpoint.name, dirs_exist_ok=True)
+    previous = checkpoint.parents[1] / "metrics.jsonl"
+    if checkpoint.parent.name != CHECKPOINTS or not previous.is_file():
+        return
+    for line in previous.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the last line of a killed run may be cut short
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            continue
+        if 0 < row["step"] <= step or (row["step"] == 0 and with_step_zero):
+            context.log_metrics(row.pop("step"), row)

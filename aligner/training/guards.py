@@ -11,12 +11,13 @@ from aligner.errors import TrainingError
 
 
 def check_finite(name: str, value: torch.Tensor, step: int, last_checkpoint: Path | None = None,
-                 loop: str = "") -> None:
+                 loop: str = "", unit: str = "iteration") -> None:
     """Raises `TrainingError` if any element of `value` is NaN or infinite. `loop` names the loop in the message
-    ("PPO iteration 3"); a loop that writes checkpoints passes the last one (None before the first)."""
+    and `unit` its count ("PPO iteration 3", "dpo step 3"); a loop that writes checkpoints passes the last one
+    (None before the first)."""
     if torch.isfinite(value).all():
         return
-    where = f" at {loop + ' ' if loop else ''}iteration {step}"
+    where = f" at {loop + ' ' if loop else ''}{unit} {step}"
     if last_checkpoint is not None:
         where += f" (last good checkpoint: {last_checkpoint})"
     raise TrainingError(f"non-finite {name}{where}")

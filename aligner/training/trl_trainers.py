@@ -36,6 +36,8 @@ def training_arguments(context) -> dict:
         output_dir=scratch_dir(),  # TRL saves nothing (save_strategy "no"); the run directory stays aligner's
         per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate,
+        lr_scheduler_type=getattr(cfg, "lr_scheduler", "linear"),  # aligner's offline settings name TRL's default
+        max_grad_norm=getattr(cfg, "max_grad_norm", 1.0),
         max_steps=cfg.max_steps,
         max_length=cfg.max_length,
         logging_steps=1,

@@ -32,7 +32,11 @@ import torch
 from aligner.harness.memory import StorageCounter
 from aligner.modeling.base import checkpointing_active, enable_gradient_checkpointing
 from benchmarks.perf import world as perf_world
-from benchmarks.perf.layouts import LAYOUTS, LORA_RANK
+from benchmarks.perf.layouts import LAYOUTS, LORA_RANK, OFFLINE
+
+ESTIMATED = [layout for layout in LAYOUTS if OFFLINE.get(layout, ("", "trl"))[1] == "trl"]
+"""The layouts this estimator models: PPO's and DPO through TRL. The offline engine's layouts (dpo, simpo) gather
+response tokens by a boolean mask, whose output shape fake tensors cannot know; they are measured only."""
 
 
 class FakeCounter(StorageCounter):
@@ -118,8 +122,8 @@ def ppo_step(layout: str, shape: str, batch: int, prompt_length: int, response_l
         del rollout, scored
 
 
-def dpo_step(shape: str, batch: int, prompt_length: int, response_length: int, dtype,
-             checkpointing: bool = False) -> None:
+def trl_dpo_step(shape: str, batch: int, prompt_length: int, response_length: int, dtype,
+                 checkpointing: bool = False) -> None:
     """One step of TRL's DPO loss on `batch` pairs (chosen and rejected in one batch of 2 x batch rows)."""
     import torch.nn.functional as F
     from peft import LoraConfig, get_peft_model
@@ -162,8 +166,8 @@ def estimate(layout: str, shape: str, batch: int, prompt_length: int, response_l
 
     with mock.patch.object(torch.nn.Module, "to", _to_in_place), FakeTensorMode(allow_non_fake_inputs=True), \
             FakeCounter("cpu") as counter:
-        if layout == "dpo":
-            dpo_step(shape, batch, prompt_length, response_length, dtype, checkpointing)
+        if layout == "dpo-trl":
+            trl_dpo_step(shape, batch, prompt_length, response_length, dtype, checkpointing)
         else:
             ppo_step(layout, shape, batch, prompt_length, response_length, dtype, checkpointing)
     return counter.peak / 2**20
@@ -179,6 +183,9 @@ def validate(perf_json: Path, output: str | None) -> int:
     rows = []
     for r in measured["results"]:
         if "peak_tensor_mb" not in r:
+            continue
+        if r["layout"] not in ESTIMATED:
+            print(f"{r['layout']}: measured {r['peak_tensor_mb']:,.0f} MiB, not estimated", flush=True)
             continue
         mb = estimate(r["layout"], args["shape"], args["batch"], args["prompt_length"], args["response_length"],
                       getattr(torch, r["dtype"]))
@@ -202,7 +209,7 @@ def main(argv=None) -> int:
     parser.add_argument("--prompt-length", type=int, default=256)
     parser.add_argument("--response-length", type=int, default=256)
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
-    parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=LAYOUTS)
+    parser.add_argument("--layouts", nargs="+", choices=ESTIMATED, default=ESTIMATED)
     parser.add_argument("--logprobs", choices=("lean", "full"), default="lean",
                         help="full: the full-vocabulary log-prob routines aligner used before (for a before/after).")
     parser.add_argument("--gradient-checkpointing", action="store_true",

@@ -1,6 +1,8 @@
 """One layout of the performance suite, measured in this process by aligner's own training code.
 
-- `dpo`: the built-in DPO plugin's `train` (TRL's DPOTrainer on one LoRA base) for a few steps.
+- `dpo`, `simpo`: the built-in plugin's `train` on aligner's offline engine (one LoRA base; DPO's reference is the
+  base with the adapter disabled) for a few steps; `dpo-trl`: the DPO plugin through TRL's DPOTrainer
+  (`--implementation trl`), the same pairs and settings.
 - `ppo-shared`, `ppo-separate`: PPO's own rollout, scoring and update functions (aligner_ppo.train)
   on every role of one base: policy adapter, critic (value head, or adapter + head), reward adapter + head, and the
   reference as the base with adapters disabled.
@@ -25,7 +27,9 @@ from aligner.harness.memory import TensorMemory
 from benchmarks.perf import world as perf_world
 from benchmarks.perf.flops import Shape, forward_flops, lora_train_flops
 
-LAYOUTS = ["dpo", "ppo-shared", "ppo-separate", "ppo-copies"]
+OFFLINE = {"dpo": ("dpo", "aligner"), "dpo-trl": ("dpo", "trl"), "simpo": ("simpo", "aligner")}
+"""Offline layout -> (algorithm, implementation)."""
+LAYOUTS = [*OFFLINE, "ppo-shared", "ppo-separate", "ppo-copies"]
 LORA_RANK = 16
 
 
@@ -44,8 +48,8 @@ def run(layout: str, args) -> dict:
     where = placement()
     memory.reset_peak()  # before any weights exist: the peak includes every copy of them
     with TensorMemory(where.device) as tensors:
-        if layout == "dpo":
-            result = run_dpo(args, where)
+        if layout in OFFLINE:
+            result = run_offline(layout, args, where)
         else:
             result = run_ppo(layout, args, where)
     return {"layout": layout, "device": torch.cuda.get_device_name() if where.device.type == "cuda" else "cpu",
@@ -53,14 +57,20 @@ def run(layout: str, args) -> dict:
             "peak_memory_mb": memory.peak_memory_mb(where.device)}
 
 
-def run_dpo(args, where) -> dict:
-    """The DPO plugin's own `train` for `args.steps` steps; a step's time is the gap between TRL's per-step logs
-    (the first step, with its warm-up, is left out)."""
+def run_offline(layout: str, args, where) -> dict:
+    """The plugin's own `train` for `args.steps` steps; a step's time is the gap between its per-step logs (the
+    first step, with its warm-up, is left out)."""
+    import importlib
+
     import datasets
 
     from aligner.harness.runner import TrainContext
-    from aligner_dpo.config import DPOSettings
-    from aligner_dpo.train import train
+
+    algorithm, implementation = OFFLINE[layout]
+    settings_class = getattr(importlib.import_module(f"aligner_{algorithm}.config"),
+                             {"dpo": "DPOSettings", "simpo": "SimPOSettings"}[algorithm])
+    train = importlib.import_module(f"aligner_{algorithm}.train").train
+    extra = {"implementation": implementation} if algorithm == "dpo" else {}
 
     B, P, R = args.batch, args.prompt_length, args.response_length
     tok = perf_world.tokenizer(args.shape, P + R)
@@ -73,15 +83,18 @@ def run_dpo(args, where) -> dict:
             logged.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as scratch:
-        cfg = DPOSettings(batch_size=B, max_steps=args.steps, max_length=P + R, lora_r=LORA_RANK,
-                          lora_alpha=2 * LORA_RANK, output_dir=scratch, tensor_memory="off")
+        cfg = settings_class(batch_size=B, max_steps=args.steps, max_length=P + R, lora_r=LORA_RANK,
+                             lora_alpha=2 * LORA_RANK, output_dir=scratch, tensor_memory="off",
+                             save_every=args.steps + 1, **extra)
         context = TrainContext(cfg, base, tok, datasets.Dataset.from_list(pairs), [], where, Path(scratch),
                                log_step, None)
         train(context)
     step_seconds = statistics.median(b - a for a, b in zip(logged, logged[1:]))
     shape = Shape.of(perf_world.config(args.shape))
-    # Chosen and rejected of every pair: the policy's forward and backward, the reference's forward.
-    flops = lora_train_flops(shape, 2 * B, P + R, LORA_RANK) + forward_flops(shape, 2 * B, P + R)
+    # Chosen and rejected of every pair: the policy's forward and backward (and DPO's reference forward).
+    flops = lora_train_flops(shape, 2 * B, P + R, LORA_RANK)
+    if algorithm == "dpo":
+        flops += forward_flops(shape, 2 * B, P + R)
     return {"update_seconds": step_seconds, "update_flops": flops}
 
 
@@ -167,8 +180,7 @@ def run_ppo(layout: str, args, where) -> dict:
     from aligner_ppo import advantages as ppo_advantages
     from aligner_ppo.config import PPOSettings
     from aligner_ppo.roles import POLICY
-    from aligner_ppo.train import generate
-    from aligner_ppo.train import ppo_update, score_rollout
+    from aligner_ppo.train import generate, ppo_update, score_rollout
 
     B, P, R = args.batch, args.prompt_length, args.response_length
     critic_mode = "shared" if layout == "ppo-shared" else "separate"

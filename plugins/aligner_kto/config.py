@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aligner import ConfigError, RunConfig, setting
+from aligner import ConfigError, TRLComparableSettings, setting
 
 
 @dataclass
-class KTOSettings(RunConfig):
+class KTOSettings(TRLComparableSettings):
     """KTO on a LoRA adapter; the reference is the base with the adapter disabled."""
 
     beta: float = setting(0.1, "KL strength: higher keeps the policy closer to the reference.")

@@ -6,6 +6,5 @@ from aligner_orpo.config import ORPOSettings
 
 @hookimpl
 def register_algorithms(register):
-    register(Algorithm(name="orpo", description="Odds Ratio Preference Optimization on a LoRA adapter "
-                                                "(TRL experimental ORPOTrainer)",
-                       config_class=ORPOSettings, train="aligner_orpo.train:train"))
+    register(Algorithm(name="orpo", description="Odds Ratio Preference Optimization on a LoRA adapter",
+                       config_class=ORPOSettings, train="aligner_orpo.train:train", check="aligner.api:check_offline"))

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aligner import ConfigError, RewardSourceSettings, setting
+from aligner import CheckpointSettings, ConfigError, RewardSourceSettings, setting
 
 
 @dataclass
-class PPOSettings(RewardSourceSettings):
+class PPOSettings(RewardSourceSettings, CheckpointSettings):
     """RLHF PPO on LoRA adapters over one frozen base (Ziegler et al. 2019; Huang et al. 2024, "The N+
     Implementation Details of RLHF with PPO"). Policy, critic and reward model are adapters or heads on the same
     base weights; the reference is the base with adapters disabled."""
@@ -47,19 +47,13 @@ class PPOSettings(RewardSourceSettings):
     approxkl_stop: float | None = setting(None, "Stop the remaining PPO epochs of an iteration once a minibatch's "
                                                 "approximate KL to the rollout policy exceeds this.")
     max_grad_norm: float = setting(1.0, "Gradient clipping norm.")
-    save_every: int = setting(10, "Write a checkpoint every this many iterations (and at the end).")
-    resume: str | None = setting(None, "Continue from a checkpoint directory, or a (partial) run directory's "
-                                       "latest checkpoint.")
-    allow_changed_settings: bool = setting(False, "With --resume: continue even though settings other than "
-                                                  "--max-steps and --save-every differ from the checkpointed run's.")
-
     def variant(self) -> str:
         return f"critic={self.critic}" + ("" if self.reward == ["model"] else f",reward={'+'.join(self.reward)}")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.require(["rollout_batch_size", "ppo_epochs", "response_length", "temperature", "target_kl", "kl_horizon",
-                      "gradient_accumulation_steps", "save_every"])
+                      "gradient_accumulation_steps"])
         self.require(["kl_coef", "cliprange", "cliprange_value", "vf_coef", "entropy_coef", "max_grad_norm"],
                      inclusive=True)
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):

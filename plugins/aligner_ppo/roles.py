@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from aligner.api import ResponseForward, ScalarHead, active_adapter, adapter_parameters, response_forward
+from aligner.api import ResponseForward, ScalarHead, active_adapter, adapter_parameters, reference, response_forward
 
 POLICY, CRITIC = "default", "critic"
 
@@ -98,5 +98,5 @@ class Roles:
 
     @torch.no_grad()
     def reference_logprobs(self, input_ids, attention_mask, prompt_length, temperature) -> torch.Tensor:
-        with self.model.disable_adapter():
+        with reference(self.model):
             return forward(self.model, input_ids, attention_mask, prompt_length, temperature, hidden=False).logprobs

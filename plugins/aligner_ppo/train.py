@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -15,9 +13,9 @@ from peft import get_peft_model
 
 from aligner.api import (CHECKPOINTS, REWARD_ADAPTER, ConfigError, PromptRows, Samples, TrainingError, add_adapter,
                          attach_reward, average_gradients, check_finite, check_reward, checkpointing_active,
-                         clip_grad_norm_, disable_dropout, enable_gradient_checkpointing, gather_full_weights, gathered,
-                         is_main, is_sharded, lora_config, rank, reduce_metrics, reward_scorer, sample, save_adapter,
-                         shard, sharding_requested, to_dict, world_size)
+                         clip_grad_norm_, continue_run, disable_dropout, enable_gradient_checkpointing,
+                         gather_full_weights, gathered, is_main, is_sharded, lora_config, rank, reduce_metrics,
+                         reward_scorer, sample, save_adapter, shard, sharding_requested, to_dict, world_size)
 from aligner_ppo import checkpoint
 from aligner_ppo.advantages import (AdaptiveKLController, FixedKLController, RunningMoments, gae, masked_mean,
                                     masked_whiten, token_rewards)
@@ -193,30 +191,11 @@ def shard_requested(cfg) -> bool:
     return kind == "fsdp"
 
 
-def carry_metrics(last_ckpt: Path, step: int, log_metrics, with_reward_model: bool) -> None:
-    """A resumed run's metrics.jsonl starts with the resumed run's rows up to its checkpoint, so it reads as one
-    run. Reward-model rows (step 0) are carried only when that reward model is the one this run uses."""
-    previous = last_ckpt.parents[1] / "metrics.jsonl"
-    if last_ckpt.parent.name != CHECKPOINTS or not previous.is_file():
-        return
-    for line in previous.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # the last line of a killed run may be cut short
-        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-            continue
-        if 0 < row["step"] <= step or (row["step"] == 0 and with_reward_model):
-            log_metrics(row.pop("step"), row)
-
-
 def check(cfg, registry) -> None:
     """Before anything loads: the checkpoint to resume must be readable and made with these settings, the reward
     model directory must be one, and a named reward function must exist."""
     if cfg.resume:
-        found = checkpoint.find(cfg.resume)
-        state = checkpoint.read_state(found)
-        checkpoint.check_resumable(found, state, cfg.critic, to_dict(cfg), cfg.allow_changed_settings)
+        checkpoint.read_state(checkpoint.find(cfg.resume), cfg.critic, to_dict(cfg), cfg.allow_changed_settings)
     check_reward(cfg, registry)
 
 
@@ -282,10 +261,8 @@ def setup(context) -> PPORun:
         run.last_ckpt = checkpoint.find(cfg.resume)
         run.first_step = checkpoint.load(run.last_ckpt, roles, optimizer, kl_ctl, moments, sampler, run.settings,
                                          cfg.allow_changed_settings) + 1
-        shutil.copytree(run.last_ckpt, context.output_dir / CHECKPOINTS / run.last_ckpt.name)
-        carry_metrics(run.last_ckpt, run.first_step - 1, context.log_metrics,
-                      with_reward_model="model" in cfg.reward and cfg.reward_model is None)
-        summary["resumed_from_step"] = run.first_step - 1
+        continue_run(context, run.last_ckpt, run.first_step - 1,
+                     with_step_zero="model" in cfg.reward and cfg.reward_model is None)
     return run
 
 

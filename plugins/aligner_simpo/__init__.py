@@ -8,4 +8,5 @@ from aligner_simpo.config import SimPOSettings
 @hookimpl
 def register_algorithms(register):
     register(Algorithm(name="simpo", description="SimPO: reference-free, length-normalised preference optimisation",
-                       config_class=SimPOSettings, train="aligner_simpo.train:train"))
+                       config_class=SimPOSettings, train="aligner_simpo.train:train",
+                       check="aligner.api:check_offline"))

@@ -15,8 +15,10 @@ from aligner.online import critic_free
 from helpers import base_weight_storages
 
 ONLINE = dict(reward="gold", max_steps=20, prompts_per_step=8, samples_per_prompt=4, batch_size=16,
-              learning_rate=3e-3, eval_prompts=128, eval_max_new_tokens=12, response_length=12)
-"""Sized so the gold reward's rise clears the noise of 128 held-out prompts on every known toy-world build."""
+              learning_rate=3e-3, eval_prompts=128, eval_max_new_tokens=12, response_length=12, missing_eos_penalty=0.0)
+"""Sized so the gold reward's rise clears the noise of 128 held-out prompts on every known toy-world build. No
+missing-EOS penalty: the training reward is then the judge itself, so a method cannot raise its training score by
+shortening responses while the judge's score falls (REINFORCE++ did so with the penalty on one toy-world build)."""
 
 
 def rows(run_dir, key):
@@ -82,12 +84,12 @@ OFFLINE = dict(max_steps=30, batch_size=16, learning_rate=2e-3, eval_prompts=16,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, metric, extra", [("simpo", "rewards/margins", {}), ("ipo", "rewards/margins", {}),
-                                                 ("kto", "rewards/margins", {}),
-                                                 ("orpo", "rewards/margins", {"implementation": "aligner"})])
+                                                 ("kto", "rewards/signed", {}), ("orpo", "rewards/margins", {}),
+                                                 ("orpo", "rewards/margins", {"implementation": "trl"})])
 def test_offline_variants_move_their_objective(tmp_path, toy_world, name, metric, extra):
     """Each raises the policy's preference for chosen over rejected answers on a fixed set of training pairs,
-    against the reference (the per-batch margins it logs are too noisy over a few dozen steps to show it). ORPO with
-    implementation=aligner is the loop that takes over if TRL drops its ORPOTrainer."""
+    against the reference (the per-batch margins it logs are too noisy over a few dozen steps to show it), on
+    aligner's engine and, for ORPO, through TRL's trainer too."""
     from peft import PeftModel
 
     from aligner.data.encoding import encode_pairs

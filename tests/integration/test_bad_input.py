@@ -266,7 +266,8 @@ def test_damaged_checkpoints(tmp_path, capsys, nothing_expensive, damage, messag
     checkpoint = tmp_path / "ckpt"
     checkpoint.mkdir()
     checkpoints.save_state(checkpoint, "state", {"step": 1} if damage == "not-ppo" else
-                  {"step": 1, "critic": "separate" if damage == "other-critic" else "shared", "settings": {}})
+                  {"step": 1, "critic": "separate" if damage == "other-critic" else "shared", "settings": {},
+                   "kind": "PPO"})
     if damage == "json":
         (checkpoint / "state.json").write_text("{")
     elif damage == "tensors":

@@ -63,6 +63,8 @@ def test_ratio_lines_say_whether_each_target_is_met():
                      "- ppo-separate / dpo peak tensor memory: 1.80x (target <= 1.7x: missed)",
                      "- ppo-shared / ppo-copies peak tensor memory: 0.40x (target <= 0.5x: met)",
                      "- ppo-separate / ppo-copies peak tensor memory: 0.60x (target <= 0.5x: missed)"]
+    assert perf.speedup_lines({"dpo": 2.0, "dpo-trl": 3.0}) == [
+        "- dpo / dpo-trl speed-up (update seconds per step): 1.50x (target >= 1.3x: met)"]
 
 
 @pytest.mark.slow
@@ -75,6 +77,7 @@ def test_fake_tensor_estimate_matches_a_measured_run(tmp_path):
                       "--steps", "2", "--generation-cache", "dynamic", "--output-dir", str(tmp_path)]) == 0
     assert estimate.main(["--validate", str(tmp_path / "perf.json"), "--output", str(tmp_path / "v.json")]) == 0
     rows = json.loads((tmp_path / "v.json").read_text())["rows"]
-    assert [r["layout"] for r in rows] == perf.LAYOUTS
+    assert [r["layout"] for r in rows] == estimate.ESTIMATED
+    assert set(perf.LAYOUTS) - set(estimate.ESTIMATED) == {"dpo", "simpo"}, "only the engine's layouts go unestimated"
     for r in rows:
         assert 0.95 <= r["estimate_over_measured"] <= 1.10, r

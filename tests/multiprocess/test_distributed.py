@@ -143,7 +143,7 @@ def test_dpo_on_two_processes(tmp_path, toy_world):
     one, two = only_run_dir(tmp_path / "one"), only_run_dir(tmp_path / "two")
     assert json.loads((two / "summary.json").read_text())["num_processes"] == 2
     first_one, first_two = metrics(one)[0], metrics(two)[0]
-    # TRL gathers token counts over processes: two processes see about twice the tokens per step
+    # token counts and epochs are summed over processes: two processes see about twice the tokens per step
     assert first_two["num_tokens"] > 1.5 * first_one["num_tokens"]
     assert first_two["epoch"] == pytest.approx(2 * first_one["epoch"], rel=0.05)
     assert [r["step"] for r in metrics(two) if "loss" in r] == [1, 2]

@@ -169,3 +169,27 @@ def test_ppo_trains_the_same_adapter_with_the_full_vocabulary_routines(tmp_path,
         assert lean.keys() == full.keys()
         for key in lean:
             torch.testing.assert_close(lean[key], full[key], atol=1e-6, rtol=0)
+
+
+def test_the_reference_context_equals_peft_disable_adapter_and_keeps_every_trainable_parameter(policy):
+    """aligner's `reference` flips peft's per-layer flag only: same outputs as peft's `disable_adapter()` (including
+    a second adapter and a modules_to_save head), the adapter's output back afterwards, no `requires_grad` changed."""
+    from aligner.modeling.base import reference
+
+    model, tok = policy
+    model.add_adapter("critic", LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                           modules_to_save=["lm_head"]))
+    model.set_adapter("default")
+    ids, mask = batch(tok.vocab_size)[:2]
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    with torch.no_grad():
+        adapted = model(input_ids=ids, attention_mask=mask).logits
+        with model.disable_adapter():
+            expected = model(input_ids=ids, attention_mask=mask).logits
+        with reference(model):
+            got = model(input_ids=ids, attention_mask=mask).logits
+        after = model(input_ids=ids, attention_mask=mask).logits
+    assert not torch.allclose(adapted, expected), "the adapter must change the output for this test to mean anything"
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    torch.testing.assert_close(after, adapted, rtol=0, atol=0)
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == trainable
