@@ -26,6 +26,7 @@ from aligner.modeling.base import (adapter_parameters, checkpointing_active, dis
 from aligner.modeling.logprobs import response_forward
 from aligner.modeling.sampling import Samples, sample
 from aligner.online import checkpoint as online_checkpoint
+from aligner.online.quantities import aggregate, kl_estimate, policy_loss
 from aligner.online.settings import OnlineSettings
 from aligner.parallel import distributed
 from aligner.reward import scoring as rewards
@@ -57,34 +58,6 @@ Advantages = Callable[[OnlineRollout, OnlineSettings], torch.Tensor]
 """(rollout, settings) -> advantages of shape (N, R), zero on padding."""
 
 
-def k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
-    """Schulman's low-variance, non-negative KL estimate per token: r - 1 - log r with r = pi_ref / pi."""
-    log_r = ref_logprobs - logprobs
-    return torch.exp(log_r) - 1 - log_r
-
-
-def clipped_loss(logprobs, old_logprobs, advantages, mask, cliprange: float, aggregation: str = "token"):
-    """The clipped surrogate per token, aggregated over tokens of the whole batch ("token": each token weighs the
-    same, DAPO / Dr. GRPO) or per sequence first ("sequence": each response weighs the same, the GRPO paper's).
-    Returns (per-token surrogate, aggregation function) so a KL term can be aggregated the same way."""
-    log_ratio = torch.where(mask.bool(), logprobs - old_logprobs, torch.zeros_like(logprobs))
-    ratio = torch.exp(log_ratio)
-    per_token = torch.max(-advantages * ratio, -advantages * torch.clamp(ratio, 1 - cliprange, 1 + cliprange))
-    clipped = ((ratio - 1).abs() > cliprange).float()
-    return per_token, clipped, aggregate(aggregation)
-
-
-def aggregate(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """(values, mask) -> scalar: "token" averages over every real token of the batch, "sequence" averages each
-    response over its tokens first and then the responses."""
-    if kind == "token":
-        return lambda values, mask: (values * mask).sum() / mask.sum().clamp(min=1)
-    if kind == "sequence":
-        return lambda values, mask: ((values * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
-    raise ValueError(f"unknown aggregation {kind!r}; valid: token, sequence")
-
-
-
 @torch.no_grad()
 def collect(model, tokenizer, prompts: list, columns: dict, scorer, cfg: OnlineSettings, step: int) -> OnlineRollout:
     """Samples `samples_per_prompt` responses for each prompt (each row of the repeated batch is its own draw) and
@@ -114,7 +87,8 @@ def update(model, params, optimizer, rollout: OnlineRollout, advantages: torch.T
     """`epochs` passes of minibatch updates over one rollout."""
     device = next(model.parameters()).device
     n = rollout.mask.shape[0]
-    stats: dict[str, list[float]] = {"loss/policy": [], "policy/clipfrac": [], "policy/entropy": [], "loss/kl": []}
+    stats: dict[str, list[float]] = {"loss/policy": [], "policy/clipfrac": [], "policy/approxkl": [],
+                                     "policy/entropy": [], "loss/kl": []}
     samples = rollout.samples
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=generator)
@@ -123,20 +97,20 @@ def update(model, params, optimizer, rollout: OnlineRollout, advantages: torch.T
             mask = rollout.mask[idx].to(device)
             out = response_forward(model, samples.input_ids[idx], samples.attention_mask[idx], samples.prompt_length,
                                    cfg.temperature, entropy="metric")
-            per_token, clipped, agg = clipped_loss(out.logprobs, rollout.old_logprobs[idx].to(device),
-                                                   advantages[idx].to(device), mask, cfg.cliprange, aggregation)
-            loss = agg(per_token, mask)
-            kl = agg(k3(out.logprobs, rollout.ref_logprobs[idx].to(device)), mask)
-            if kl_in_loss:
-                loss = loss + cfg.kl_coef * kl
+            agg = aggregate(aggregation)
+            surrogate = policy_loss(out.logprobs, rollout.old_logprobs[idx].to(device), advantages[idx].to(device),
+                                    mask, cfg.cliprange, aggregation)
+            kl = agg(kl_estimate(out.logprobs, rollout.ref_logprobs[idx].to(device), mask, "k3"), mask)
+            loss = surrogate.loss + cfg.kl_coef * kl if kl_in_loss else surrogate.loss
             check_finite("loss", loss, step)
             loss.backward()
             distributed.average_gradients(params)
             distributed.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            for key, value in (("loss/policy", loss), ("policy/clipfrac", agg(clipped, mask)),
-                               ("policy/entropy", agg(out.entropy, mask)), ("loss/kl", kl)):
+            for key, value in (("loss/policy", surrogate.loss), ("policy/clipfrac", surrogate.clipfrac),
+                               ("policy/approxkl", surrogate.approxkl), ("policy/entropy", agg(out.entropy, mask)),
+                               ("loss/kl", kl)):
                 stats[key].append(value.item())
     return {k: sum(v) / len(v) for k, v in stats.items()}
 

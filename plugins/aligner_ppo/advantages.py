@@ -1,5 +1,6 @@
-"""PPO's rewards and advantages as pure functions on tensors, testable without a model: masked statistics and
-whitening, the per-token reward with its KL penalty, GAE, the KL controllers and the running reward moments.
+"""PPO's rewards and advantages as pure functions on tensors, testable without a model: the per-token reward with
+its KL penalty, GAE, the KL controllers and the running reward moments (masked statistics, whitening and the KL
+estimates are the core's, `aligner.online.quantities`, shared by every online method).
 
 Conventions follow Huang et al. 2024 ("The N+ Implementation Details of RLHF with PPO") and Ziegler et al. 2019:
 tensors are (batch, response_length); `mask` is 1 on real response tokens (up to and including EOS) and 0 on
@@ -10,33 +11,7 @@ from __future__ import annotations
 
 import torch
 
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Mean over masked positions; `where`, not a product, so inf or nan on padding cannot leak in."""
-    kept = torch.where(mask.bool(), values, torch.zeros_like(values))
-    count = mask.to(values.dtype)
-    if dim is None:
-        return kept.sum() / count.sum().clamp(min=1)
-    return kept.sum(dim) / count.sum(dim).clamp(min=1)
-
-
-def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
-    mean = masked_mean(values, mask)
-    var = masked_mean((values - mean) ** 2, mask)
-    n = mask.sum()
-    if unbiased and n > 1:
-        var = var * n / (n - 1)
-    return var
-
-
-def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
-    """(x - mean) / std over the masked tokens; `shift_mean=False` keeps the mean (used for rewards, whose sign
-    carries meaning). Padding positions come back as 0."""
-    mean, var = masked_mean(values, mask), masked_var(values, mask)
-    whitened = (values - mean) * torch.rsqrt(var + 1e-8)
-    if not shift_mean:
-        whitened = whitened + mean
-    return whitened * mask
+from aligner.api import kl_estimate
 
 
 def token_rewards(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor,
@@ -46,13 +21,7 @@ def token_rewards(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, scores: to
     Returns (rewards, kl) with kl the per-token estimate. k1 is log(pi/pi_ref) (unbiased, can be negative);
     k3 is (r - 1) - log r with r = pi_ref/pi (non-negative, lower variance; Schulman's "approximating KL").
     """
-    log_ratio = (logprobs - ref_logprobs) * mask
-    if kl_estimator == "k1":
-        kl = log_ratio
-    elif kl_estimator == "k3":
-        kl = (torch.exp(-log_ratio) - 1 + log_ratio) * mask
-    else:
-        raise ValueError(f"unknown KL estimator {kl_estimator!r}; valid: k1, k3")
+    kl = kl_estimate(logprobs, ref_logprobs, mask, kl_estimator)
     rewards = -kl_coef * kl
     last = (mask.sum(dim=1) - 1).clamp(min=0).long()
     rows = torch.arange(rewards.shape[0], device=rewards.device)

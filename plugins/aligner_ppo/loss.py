@@ -1,5 +1,6 @@
-"""PPO's losses as pure functions on tensors, testable without a model: the clipped policy surrogate, the clipped
-value loss, and the diagnostics that go with them.
+"""PPO's losses as pure functions on tensors, testable without a model: the clipped value loss and the diagnostics
+that go with it; the clipped policy surrogate is the core's (`aligner.online.quantities.policy_loss`), shared by
+every online method.
 
 Conventions follow Huang et al. 2024 ("The N+ Implementation Details of RLHF with PPO") and Ziegler et al. 2019:
 tensors are (batch, response_length); `mask` is 1 on real response tokens (up to and including EOS) and 0 on
@@ -12,27 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from aligner_ppo.advantages import masked_mean, masked_var
-
-
-@dataclass
-class PolicyLoss:
-    loss: torch.Tensor
-    clipfrac: torch.Tensor
-    approxkl: torch.Tensor
-
-
-def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                cliprange: float) -> PolicyLoss:
-    """PPO's clipped surrogate (Schulman et al. 2017), as a loss to minimise."""
-    log_ratio = torch.where(mask.bool(), logprobs - old_logprobs, torch.zeros_like(logprobs))  # exp-safe padding
-    ratio = torch.exp(log_ratio)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
-    loss = masked_mean(torch.max(unclipped, clipped), mask)
-    clipfrac = masked_mean((clipped > unclipped).float(), mask)
-    approxkl = 0.5 * masked_mean(log_ratio ** 2, mask)
-    return PolicyLoss(loss, clipfrac.detach(), approxkl.detach())
+from aligner.api import masked_mean, masked_var
 
 
 @dataclass

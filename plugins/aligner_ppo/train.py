@@ -14,12 +14,12 @@ from peft import get_peft_model
 from aligner.api import (CHECKPOINTS, REWARD_ADAPTER, ConfigError, PromptRows, Samples, TrainingError, add_adapter,
                          attach_reward, average_gradients, check_finite, check_reward, checkpointing_active,
                          clip_grad_norm_, continue_run, disable_dropout, enable_gradient_checkpointing,
-                         gather_full_weights, gathered, is_main, is_sharded, lora_config, rank, reduce_metrics,
-                         reward_scorer, sample, save_adapter, shard, sharding_requested, to_dict, world_size)
+                         gather_full_weights, gathered, is_main, is_sharded, lora_config, masked_mean, masked_whiten,
+                         policy_loss, rank, reduce_metrics, reward_scorer, sample, save_adapter, shard,
+                         sharding_requested, to_dict, world_size)
 from aligner_ppo import checkpoint
-from aligner_ppo.advantages import (AdaptiveKLController, FixedKLController, RunningMoments, gae, masked_mean,
-                                    masked_whiten, token_rewards)
-from aligner_ppo.loss import explained_variance, policy_loss, value_loss
+from aligner_ppo.advantages import AdaptiveKLController, FixedKLController, RunningMoments, gae, token_rewards
+from aligner_ppo.loss import explained_variance, value_loss
 from aligner_ppo.roles import POLICY, Roles
 
 

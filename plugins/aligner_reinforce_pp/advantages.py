@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from aligner.api import masked_whiten
+
 
 def token_returns(scores: torch.Tensor, log_ratio: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
     """Per-token reward -beta * log(pi/pi_ref), plus the score on the last real token; the return of a token is the
@@ -15,13 +17,5 @@ def token_returns(scores: torch.Tensor, log_ratio: torch.Tensor, mask: torch.Ten
     return rewards.flip(1).cumsum(1).flip(1) * mask
 
 
-def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(x - mean) / std over the masked tokens of the whole batch; zero on padding."""
-    n = mask.sum()
-    mean = (values * mask).sum() / n
-    var = (((values - mean) * mask) ** 2).sum() / (n - 1).clamp(min=1)
-    return (values - mean) * torch.rsqrt(var + eps) * mask
-
-
 def advantages(rollout, cfg) -> torch.Tensor:
-    return whiten(token_returns(rollout.scores, rollout.log_ratio, rollout.mask, cfg.kl_coef), rollout.mask)
+    return masked_whiten(token_returns(rollout.scores, rollout.log_ratio, rollout.mask, cfg.kl_coef), rollout.mask)

@@ -25,6 +25,12 @@ def python_files(*folders: str) -> list[Path]:
     return sorted(p for folder in folders for p in (REPO / folder).rglob("*.py"))
 
 
+PURE_QUANTITIES = {node.name for node in ast.parse((REPO / "aligner" / "online" / "quantities.py").read_text()).body
+                   if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+"""What a plugin's pure loss.py or advantages.py may take from aligner.api: the shared online quantities, which
+are tensors in, tensors out themselves."""
+
+
 def imports(path: Path) -> list[tuple[str, list[str], int]]:
     """(module, names imported from it, line) for every import in the file, at any depth."""
     found = []
@@ -118,8 +124,11 @@ def test_every_plugin_has_the_one_shape(package):
     assert all(isinstance(node, ast.FunctionDef) for node in defined), "the hook only: no settings or code here"
     for pure in ("loss.py", "advantages.py"):  # tensors in, tensors out: no model, data or run harness
         if pure in files:
-            modules = {module.split(".")[0] for module, _, _ in imports(folder / pure)}
+            found = imports(folder / pure)
+            modules = {module.split(".")[0] for module, _, _ in found if module != "aligner.api"}
             assert modules <= {"__future__", "dataclasses", "math", "torch", package}, (pure, modules)
+            from_api = {name for module, names, _ in found if module == "aligner.api" for name in names}
+            assert from_api <= PURE_QUANTITIES, (pure, from_api - PURE_QUANTITIES)
 
 
 def test_every_algorithm_names_its_training_lazily():

@@ -8,11 +8,12 @@ import statistics
 import pytest
 import torch
 
+from aligner.api import aggregate, kl_estimate, masked_whiten, policy_loss
 from aligner.data.encoding import encode_pairs
 from aligner.modeling.logprobs import sequence_logprobs
 from aligner.online import critic_free
 from aligner_grpo.advantages import group_advantages
-from aligner_reinforce_pp.advantages import token_returns, whiten
+from aligner_reinforce_pp.advantages import token_returns
 from aligner_rloo.advantages import leave_one_out
 
 from helpers import completion_logp, randomize_lora, tiny_llama
@@ -82,30 +83,44 @@ def test_reinforce_pp_returns_by_hand():
 def test_whiten_is_over_every_token_of_the_batch():
     values = torch.tensor([[1.0, 2.0, 9.0], [3.0, 0.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
-    got = whiten(values, mask)
+    got = masked_whiten(values, mask)
     kept = [1.0, 2.0, 3.0]  # mean 2, unbiased std 1
     torch.testing.assert_close(got, torch.tensor([[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), atol=1e-6, rtol=0)
     assert statistics.stdev(kept) == 1.0
 
 
 def test_k3_and_the_clipped_loss_by_hand():
-    logp, ref = torch.tensor([math.log(0.5)]), torch.tensor([math.log(0.25)])
-    assert math.isclose(critic_free.k3(logp, ref).item(), 0.5 - 1 - math.log(0.5), rel_tol=1e-6)
+    logp, ref = torch.tensor([[math.log(0.5)]]), torch.tensor([[math.log(0.25)]])
+    one = torch.ones(1, 1)
+    assert math.isclose(kl_estimate(logp, ref, one, "k3").item(), 0.5 - 1 - math.log(0.5), rel_tol=1e-6)
+    assert math.isclose(kl_estimate(logp, ref, one, "k1").item(), math.log(2), rel_tol=1e-6)
     logprobs = torch.tensor([[math.log(1.5), math.log(0.5)]])  # ratios 1.5 and 0.5 against old log-probs of 0
     old = torch.zeros(1, 2)
     advantages = torch.tensor([[1.0, -1.0]])
     mask = torch.ones(1, 2)
-    per_token, clipped, agg = critic_free.clipped_loss(logprobs, old, advantages, mask, cliprange=0.2)
-    # token 1: max(-1.5, -1.2) = -1.2; token 2: max(0.5, 0.8) = 0.8
-    torch.testing.assert_close(per_token, torch.tensor([[-1.2, 0.8]]))
-    assert agg(per_token, mask).item() == pytest.approx(-0.2) and clipped.sum().item() == 2
+    out = policy_loss(logprobs, old, advantages, mask, cliprange=0.2)
+    # token 1: max(-1.5, -1.2) = -1.2; token 2: max(0.5, 0.8) = 0.8; both take the clipped term
+    assert out.loss.item() == pytest.approx(-0.2) and out.clipfrac.item() == 1.0
+
+
+def test_clipfrac_counts_only_the_tokens_whose_gradient_the_clip_cuts():
+    """Four tokens outside the clip range: ratio 1.5 with advantage +1 and ratio 0.5 with advantage -1 take the
+    clipped (constant) term; ratio 1.5 with advantage -1 and ratio 0.5 with advantage +1 take the unclipped term,
+    whose gradient flows, and are not counted."""
+    logprobs = torch.tensor([[math.log(1.5), math.log(0.5), math.log(1.5), math.log(0.5)]], requires_grad=True)
+    advantages = torch.tensor([[1.0, -1.0, -1.0, 1.0]])
+    out = policy_loss(logprobs, torch.zeros(1, 4), advantages, torch.ones(1, 4), cliprange=0.2)
+    assert out.clipfrac.item() == 0.5
+    out.loss.backward()
+    cut = logprobs.grad[0] == 0
+    assert cut.tolist() == [True, True, False, False]
 
 
 def test_token_and_sequence_aggregation_differ_as_documented():
     values = torch.tensor([[1.0, 1.0, 1.0], [4.0, 0.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
-    assert critic_free.aggregate("token")(values, mask).item() == pytest.approx(7 / 4)
-    assert critic_free.aggregate("sequence")(values, mask).item() == pytest.approx((1 + 4) / 2)
+    assert aggregate("token")(values, mask).item() == pytest.approx(7 / 4)
+    assert aggregate("sequence")(values, mask).item() == pytest.approx((1 + 4) / 2)
 
 
 def test_sequence_logprobs_match_the_slow_unpadded_reference():

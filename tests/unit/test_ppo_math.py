@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from aligner.api import masked_whiten, policy_loss
 from aligner_ppo import advantages as ppo_advantages
 from aligner_ppo import loss as ppo_loss
 
@@ -67,7 +68,7 @@ def test_policy_loss_hand_computed():
     new = torch.log(torch.tensor([[1.5, 1.5, 0.9]]))
     adv = torch.tensor([[1.0, -1.0, 2.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0]])
-    out = ppo_loss.policy_loss(new, old, adv, mask, cliprange=0.2)
+    out = policy_loss(new, old, adv, mask, cliprange=0.2)
     # token 1: ratio 1.5 clipped to 1.2 -> -1.2 (clipped); token 2: -adv*1.5 = 1.5 (unclipped wins);
     # token 3: ratio 0.9 inside the range -> -1.8
     assert math.isclose(out.loss.item(), (-1.2 + 1.5 - 1.8) / 3, rel_tol=1e-6)
@@ -78,7 +79,7 @@ def test_policy_loss_hand_computed():
 def test_policy_and_value_loss_match_slow_reference_and_ignore_padding():
     mask, noise = random_batch(3)
     new, old, adv, values, old_values, returns = (noise() * 0.3 for _ in range(6))
-    out = ppo_loss.policy_loss(new, old, adv, mask, 0.2)
+    out = policy_loss(new, old, adv, mask, 0.2)
     vout = ppo_loss.value_loss(values, old_values, returns, mask, 0.2)
     pg, vf, count = 0.0, 0.0, 0
     for i, t in mask.nonzero().tolist():
@@ -90,7 +91,7 @@ def test_policy_and_value_loss_match_slow_reference_and_ignore_padding():
     assert math.isclose(out.loss.item(), pg / count, rel_tol=1e-5)
     assert math.isclose(vout.loss.item(), vf / count, rel_tol=1e-5)
     garbage = torch.where(mask.bool(), new, torch.full_like(new, 1e6))
-    assert torch.isclose(ppo_loss.policy_loss(garbage, old, adv, mask, 0.2).loss, out.loss)
+    assert torch.isclose(policy_loss(garbage, old, adv, mask, 0.2).loss, out.loss)
 
 
 def test_value_loss_hand_computed():
@@ -104,9 +105,9 @@ def test_value_loss_hand_computed():
 def test_whitening_uses_only_masked_tokens():
     values = torch.tensor([[1.0, 2.0, 3.0, 100.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
-    white = ppo_advantages.masked_whiten(values, mask)
+    white = masked_whiten(values, mask)
     assert torch.allclose(white, torch.tensor([[-1.0, 0.0, 1.0, 0.0]]), atol=1e-4)
-    kept = ppo_advantages.masked_whiten(values, mask, shift_mean=False)
+    kept = masked_whiten(values, mask, shift_mean=False)
     assert torch.allclose(kept[0, :3], torch.tensor([1.0, 2.0, 3.0]), atol=1e-4)
 
 
