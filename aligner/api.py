@@ -18,8 +18,9 @@ loop that checkpoints reads), `setting`. What `train` receives:
   `ExampleLogps`, KTO's unpaired examples), `train_offline` (the engine's loop around any step function),
   `check_offline`; `encode_pairs` / `encode_sequences` (tokens, padding, masks), `sequence_logprobs`,
   `pair_batches`, `ShuffledOrder`;
-- critic-free online training: `OnlineSettings`, `train_online` (give it an advantage function of an
-  `OnlineRollout`), `check_online`; the quantities every online method shares, each defined once
+- online training on aligner's online engine: `OnlineSettings`, `register_estimator` (under a name: a function of
+  an `OnlineRollout` and the settings returning per-token advantages, or an `Estimator` class, which has state),
+  `train_online(context, name)`, `check_online`; the quantities every online method shares, each defined once
   (`masked_mean`, `masked_var`, `masked_whiten`, `kl_estimate` k1/k3, `aggregate`, `policy_loss` with its
   `clipfrac`); `check_finite` (the one rule for NaN and infinite values in a training loop);
 - data: the layouts an algorithm can declare it trains on (`PREFERENCE`, `UNPAIRED`, `PROMPT`, `LAYOUTS` for
@@ -62,9 +63,11 @@ from aligner.modeling.sampling import Samples, prompt_texts, sample
 from aligner.offline.engine import check_offline, train_offline, train_on_examples, train_on_pairs
 from aligner.offline.logps import ExampleLogps, PairLogps
 from aligner.offline.settings import OfflineSettings, TRLComparableSettings
-from aligner.online.critic_free import OnlineRollout, check_online, train_online
+from aligner.online.engine import check_online, train_online
+from aligner.online.estimators import Advantages, Estimator, register_estimator
 from aligner.online.quantities import (PolicyLoss, aggregate, kl_estimate, masked_mean, masked_var, masked_whiten,
                                        policy_loss)
+from aligner.online.rollout import OnlineRollout
 from aligner.online.settings import OnlineSettings, RewardSourceSettings
 from aligner.parallel.distributed import (average_gradients, barrier, clip_grad_norm_, is_main, rank, reduce_metrics,
                                           world_size)
@@ -88,8 +91,8 @@ __all__ = [
     "trainable_parameters", "base_fingerprint", "reference", "untrained_policy", "enable_gradient_checkpointing", "checkpointing_active",
     "sample", "Samples", "prompt_texts", "response_forward", "response_logprobs", "ResponseForward", "position_ids",
     "final_hidden", "head_logprobs", "sequence_logprobs", "TensorMemory",
-    "OnlineSettings", "RewardSourceSettings", "OnlineRollout", "train_online", "check_online", "PolicyLoss",
-    "policy_loss", "aggregate", "kl_estimate", "masked_mean", "masked_var", "masked_whiten", "check_finite",
+    "OnlineSettings", "RewardSourceSettings", "OnlineRollout", "train_online", "check_online", "Advantages",
+    "Estimator", "register_estimator", "PolicyLoss", "policy_loss", "aggregate", "kl_estimate", "masked_mean", "masked_var", "masked_whiten", "check_finite",
     "PairBatch", "Sequences", "encode_pairs", "encode_sequences", "pair_batches", "ShuffledOrder",
     "OfflineSettings", "TRLComparableSettings", "PairLogps", "ExampleLogps", "train_on_pairs", "train_on_examples",
     "train_offline", "check_offline",

@@ -41,25 +41,37 @@ class RewardSourceSettings(RunConfig):
 
 @dataclass
 class OnlineSettings(RewardSourceSettings, CheckpointSettings):
-    """What every critic-free online algorithm shares: the reward source, the rollout shape, the update and the KL."""
+    """What every online algorithm shares (the engine's settings): the reward source, the rollout shape, the update
+    and the KL. A method overrides the defaults it needs and adds its own (PPO: its critic and GAE)."""
 
     max_steps: int = setting(60, "Iterations: one rollout and its updates each.")
-    learning_rate: float = setting(1e-3, "Optimizer learning rate of the policy adapter.")
+    learning_rate: float = setting(1e-3, "Optimizer learning rate of the policy adapter (and critic).")
     prompts_per_step: int = setting(16, "Prompts sampled per iteration.")
     samples_per_prompt: int = setting(4, "Responses sampled per prompt (the group size G, or k).")
     batch_size: int = setting(16, "Responses per gradient step (minibatch) of the update.")
+    gradient_accumulation_steps: int = setting(1, "Micro-batches per minibatch (batch-size must divide evenly).")
     epochs: int = setting(1, "Passes over each rollout.")
     response_length: int = setting(20, "Maximum new tokens per response.")
     temperature: float = setting(1.0, "Sampling temperature, applied identically in rollouts and log-probs.")
+    generation_cache: str = setting("dynamic", "KV cache of rollout generation: dynamic (grows per token), or static "
+                                               "(allocated once for the whole response, which lets transformers "
+                                               "compile the decode step on a GPU).", choices=("dynamic", "static"))
     kl_coef: float = setting(0.05, "KL strength (beta): in the loss or in the reward, as the algorithm places it.")
     cliprange: float = setting(0.2, "Policy ratio clip range.")
+    loss_aggregation: str = setting("token", "token: every token of the batch weighs the same (PPO, DAPO, Dr. GRPO); "
+                                             "sequence: every response weighs the same (the GRPO paper).",
+                                    choices=("token", "sequence"))
+    entropy_coef: float = setting(0.0, "Entropy bonus coefficient.")
+    approxkl_stop: float | None = setting(None, "Stop the remaining epochs of an iteration once a minibatch's "
+                                                "approximate KL to the rollout policy exceeds this.")
     missing_eos_penalty: float = setting(1.0, "Subtracted from the score of a response that ends without EOS.")
     max_grad_norm: float = setting(1.0, "Gradient clipping norm.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.require(["prompts_per_step", "samples_per_prompt", "epochs", "response_length", "temperature"])
-        self.require(["kl_coef", "cliprange", "max_grad_norm"], inclusive=True)
+        self.require(["prompts_per_step", "samples_per_prompt", "epochs", "response_length", "temperature",
+                      "gradient_accumulation_steps"])
+        self.require(["kl_coef", "cliprange", "max_grad_norm", "entropy_coef"], inclusive=True)
         if self.response_length >= self.max_length:
             raise ConfigError(f"--response-length {self.response_length} must be below --max-length "
                               f"{self.max_length}: prompts are cut to their last max-length minus response-length "
@@ -68,3 +80,6 @@ class OnlineSettings(RewardSourceSettings, CheckpointSettings):
         if rollout % self.batch_size:
             raise ConfigError(f"--batch-size {self.batch_size} must divide the rollout of --prompts-per-step x "
                               f"--samples-per-prompt = {rollout} responses")
+        if self.batch_size % self.gradient_accumulation_steps:
+            raise ConfigError(f"--gradient-accumulation-steps {self.gradient_accumulation_steps} must divide "
+                              f"--batch-size {self.batch_size}")

@@ -19,5 +19,5 @@ def group_advantages(scores: torch.Tensor, groups: torch.Tensor, scale: bool, ep
 
 
 def advantages(rollout, cfg) -> torch.Tensor:
-    """The sequence's advantage on every one of its tokens."""
+    """The sequence's advantage on every one of its tokens; the k3 KL to the reference goes in the loss."""
     return group_advantages(rollout.scores, rollout.groups, cfg.scale_rewards)[:, None] * rollout.mask

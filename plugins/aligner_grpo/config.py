@@ -12,7 +12,4 @@ class GRPOSettings(OnlineSettings):
     samples_per_prompt: int = setting(4, "Responses per prompt: the group size G.")
     scale_rewards: bool = setting(True, "Divide each advantage by its group's standard deviation (GRPO); "
                                         "--no-scale-rewards keeps the mean-centred reward (Dr. GRPO).")
-    loss_aggregation: str = setting("token", "token: every token of the batch weighs the same (DAPO, Dr. GRPO); "
-                                             "sequence: every response weighs the same (the GRPO paper).",
-                                    choices=("token", "sequence"))
     kl_coef: float = setting(0.05, "Weight of the k3 KL estimate to the reference in the loss (beta).")

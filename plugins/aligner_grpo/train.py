@@ -1,14 +1,15 @@
-"""Training: aligner's critic-free online loop with this method's advantages."""
+"""GRPO's training: aligner's online engine with GRPO's estimator (`advantages.py`) and no critic."""
 
 from __future__ import annotations
 
-from aligner.api import check_online, train_online
+from aligner.api import check_online, register_estimator, train_online
 from aligner_grpo.advantages import advantages
+
+register_estimator("grpo", kl_in_loss=True)(advantages)
 
 
 def train(context):
-    cfg = context.config
-    return train_online(context, advantages, kl_in_loss=True, aggregation=cfg.loss_aggregation, name="grpo")
+    return train_online(context, "grpo")
 
 
 def check(config, registry) -> None:

@@ -1,13 +1,15 @@
-"""Training: aligner's critic-free online loop with this method's advantages."""
+"""REINFORCE++'s training: aligner's online engine with its estimator (`advantages.py`) and no critic."""
 
 from __future__ import annotations
 
-from aligner.api import check_online, train_online
+from aligner.api import check_online, register_estimator, train_online
 from aligner_reinforce_pp.advantages import advantages
+
+register_estimator("reinforce-pp")(advantages)
 
 
 def train(context):
-    return train_online(context, advantages, kl_in_loss=False, aggregation="token", name="reinforce++")
+    return train_online(context, "reinforce-pp", name="reinforce++")
 
 
 def check(config, registry) -> None:

@@ -11,3 +11,5 @@ class RLOOSettings(OnlineSettings):
 
     samples_per_prompt: int = setting(4, "Responses per prompt (k); each is baselined by the other k - 1.")
     kl_coef: float = setting(0.05, "KL penalty per nat of sequence KL, subtracted from the reward (beta).")
+    loss_aggregation: str = setting("sequence", "sequence: every response weighs the same (RLOO's); token: every "
+                                                "token of the batch weighs the same.", choices=("token", "sequence"))

@@ -1,13 +1,15 @@
-"""Training: aligner's critic-free online loop with this method's advantages."""
+"""RLOO's training: aligner's online engine with RLOO's estimator (`advantages.py`) and no critic."""
 
 from __future__ import annotations
 
-from aligner.api import check_online, train_online
+from aligner.api import check_online, register_estimator, train_online
 from aligner_rloo.advantages import advantages
+
+register_estimator("rloo")(advantages)
 
 
 def train(context):
-    return train_online(context, advantages, kl_in_loss=False, aggregation="sequence", name="rloo")
+    return train_online(context, "rloo")
 
 
 def check(config, registry) -> None:

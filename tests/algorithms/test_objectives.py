@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import aligner
-from aligner.online import critic_free
+from aligner.online import engine
 
 from helpers import base_weight_storages
 
@@ -30,7 +30,7 @@ def rows(run_dir, key):
 def test_online_critic_free_methods_raise_the_reward_with_one_base_and_no_critic(tmp_path, toy_world, monkeypatch,
                                                                                  name):
     observed = {}
-    original = critic_free.update
+    original = engine.update
 
     def spy(model, *args, **kwargs):
         observed.setdefault("storages", base_weight_storages())
@@ -38,7 +38,7 @@ def test_online_critic_free_methods_raise_the_reward_with_one_base_and_no_critic
         observed.setdefault("adapters", sorted(model.peft_config))
         return original(model, *args, **kwargs)
 
-    monkeypatch.setattr(critic_free, "update", spy)
+    monkeypatch.setattr(engine, "update", spy)
     summary = aligner.run(name, output_dir=str(tmp_path / "run"), **ONLINE)
     from aligner.modeling import base as models
 
@@ -71,7 +71,10 @@ def test_grpo_samples_g_distinct_continuations_per_prompt(toy_world):
     prompts = ["the film was", "i thought the acting", "this movie"]
     cfg = OnlineSettings(samples_per_prompt=4, prompts_per_step=3, batch_size=4, response_length=12)
     torch.manual_seed(0)
-    rollout = critic_free.collect(model, tok, prompts, {}, lambda s, c: torch.zeros(len(s.prompts)), cfg, 1)
+    from aligner.online.rollout import generate, score
+
+    samples = generate(model, tok, prompts, cfg)
+    rollout = score(model, None, samples, {}, lambda s, c: torch.zeros(len(s.prompts)), cfg, 1, None)
     assert rollout.groups.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
     assert rollout.samples.prompts == [p for p in prompts for _ in range(4)]
     for g in range(3):

@@ -121,6 +121,25 @@ def test_ppo_sharded_with_a_reward_function(tmp_path, toy_world):
     assert len([r for r in metrics(run) if r["step"] > 0]) == 3
 
 
+GRPO = ["run", "grpo", "--max-steps", "3", "--prompts-per-step", "8", "--samples-per-prompt", "2", "--batch-size",
+        "8", "--reward", "gold", "--response-length", "8", "--max-grad-norm", "0.05", *TINY]
+
+
+def test_grpo_sharded_with_fsdp_trains_as_replicated(tmp_path, toy_world):
+    """The critic-free methods run on the same engine as PPO, FSDP2 sharding included: the sharded run trains the
+    replicated run's policy."""
+    launch([*GRPO, "--output-dir", str(tmp_path / "replicated" / "run")])
+    launch([*GRPO, "--output-dir", str(tmp_path / "sharded" / "run")], env=FSDP)
+    replicated, sharded = only_run_dir(tmp_path / "replicated"), only_run_dir(tmp_path / "sharded")
+    assert json.loads((sharded / "summary.json").read_text())["sharding"] == "fsdp"
+    assert "sharding" not in json.loads((replicated / "summary.json").read_text())
+    a, b = adapter_weights(sharded / "adapter"), adapter_weights(replicated / "adapter")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert any(w.abs().max() > 0 for n, w in a.items() if "lora_B" in n), "trained"
+
+
 def test_reward_model_and_orpo_on_two_processes(tmp_path, toy_world):
     launch(["run", "reward", "--max-steps", "4", "--batch-size", "8", "--output-dir", str(tmp_path / "rm" / "run"),
             *TINY])

@@ -8,10 +8,9 @@ import statistics
 import pytest
 import torch
 
-from aligner.api import aggregate, kl_estimate, masked_whiten, policy_loss
+from aligner.api import OnlineRollout, aggregate, kl_estimate, masked_whiten, policy_loss
 from aligner.data.encoding import encode_pairs
 from aligner.modeling.logprobs import sequence_logprobs
-from aligner.online import critic_free
 from aligner_grpo.advantages import group_advantages
 from aligner_reinforce_pp.advantages import token_returns
 from aligner_rloo.advantages import leave_one_out
@@ -66,7 +65,8 @@ def test_rloo_folds_the_sequence_kl_into_the_reward():
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     old = torch.tensor([[-1.0, -1.0, 0.0], [-1.0, -1.0, -1.0]])
     ref = torch.tensor([[-1.5, -1.0, 0.0], [-1.0, -2.0, -1.0]])
-    rollout = critic_free.OnlineRollout(None, torch.tensor([0, 0]), mask, old, ref, torch.tensor([1.0, 1.0]))
+    scores = torch.tensor([1.0, 1.0])
+    rollout = OnlineRollout(None, torch.tensor([0, 0]), mask, old, ref, raw_scores=scores, scores=scores)
     # sequence KL 0.5 and 1.0; with beta 0.2 the rewards are 0.9 and 0.8; leave-one-out: +0.1 and -0.1
     got = advantages(rollout, SimpleNamespace(kl_coef=0.2))
     torch.testing.assert_close(got, torch.tensor([[0.1, 0.1, 0.0], [-0.1, -0.1, -0.1]]))

@@ -1,0 +1,249 @@
+"""The online engine: one loop for every online method. Per iteration: choose prompts, sample responses with the
+policy adapter, score them (reward, the policy's and the reference's log-probs, the critic's values), turn them
+into advantages (the method's estimator, `aligner.online.estimators`), update (`aligner.online.update`), log,
+checkpoint.
+
+A method is an estimator plus its settings (GRPO, RLOO, REINFORCE++), and optionally a critic (PPO: a value head on
+the policy's hidden states, or its own adapter and head). Everything else holds for all of them alike: one base
+with the policy adapter (the reference is the base with adapters off), the reward sources, FSDP2 sharding under an
+FSDP launch, the NaN rule, metric names, and checkpoints that resume exactly (the adapters and heads, the
+optimizer, every random stream, the estimator's state, the data order), written by the main process alone.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from aligner.config import to_dict
+from aligner.data.prompts import PromptRows
+from aligner.errors import ConfigError
+from aligner.harness.rundir import CHECKPOINTS
+from aligner.modeling.base import (adapter_parameters, checkpointing_active, disable_dropout,
+                                   enable_gradient_checkpointing, lora_config, save_adapter)
+from aligner.online.estimators import Estimator, estimator
+from aligner.online.rollout import OnlineRollout, generate, rollout_metrics, score
+from aligner.online.update import update
+from aligner.parallel import distributed, sharding
+from aligner.reward import scoring as rewards
+from aligner.reward.judges import trains_reward_model
+from aligner.training.checkpoints import (continue_run, find_checkpoint, random_streams, read_checkpoint,
+                                          restore_random_streams, write_checkpoint)
+from aligner.training.guards import check_finite
+
+POLICY = "default"
+KIND = "online"
+RESUMABLE_CHANGES = frozenset({"max_steps", "save_every"})
+
+
+@dataclass
+class OnlineRun:
+    """Everything the loop reads and updates, built once by `setup`."""
+
+    context: object
+    model: torch.nn.Module
+    estimator: Estimator
+    critic: object | None
+    scorer: object
+    params: list
+    optimizer: torch.optim.Optimizer
+    sampler: torch.Generator
+    prompts: PromptRows
+    settings: dict
+    first_step: int = 1
+    last_checkpoint: Path | None = None
+    totals: dict = field(default_factory=lambda: {"generated": 0, "trained": 0, "rollout": 0.0, "update": 0.0})
+
+
+def sharding_wanted(cfg) -> bool:
+    """FSDP2 sharding when accelerate was launched with an FSDP configuration and several processes. DeepSpeed is
+    not wired into the online loop: it runs data-parallel with a full replica of the weights on each process."""
+    kind = sharding.sharding_requested() if distributed.world_size() > 1 else None
+    if kind == "deepspeed" and distributed.is_main():
+        warnings.warn("DeepSpeed is not used by aligner's online loop; it runs data-parallel with a full replica of "
+                      "the weights on each process. Use configs/accelerate/fsdp.yaml to shard them.")
+    if kind == "fsdp" and cfg.resume:
+        raise ConfigError("--resume: a sharded (FSDP) online run cannot resume yet (its optimizer state is not "
+                          "saved); resume without the FSDP configuration, or start again")
+    return kind == "fsdp"
+
+
+def setup(context, method: str, critic_factory=None) -> OnlineRun:
+    """The policy adapter on the base, the critic (built before the reward model, its adapters added after it), the
+    reward source, sharding, the optimizer and the estimator; restored from the checkpoint when resuming."""
+    from peft import get_peft_model
+
+    cfg, device = context.config, context.placement.device
+    disable_dropout(context.base_model)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(context.base_model)
+    sharded = sharding_wanted(cfg)
+    model = get_peft_model(context.base_model, lora_config(cfg), adapter_name=POLICY)
+    critic = critic_factory(model, cfg, device) if critic_factory is not None else None
+    summary = context.summary_extras
+    started = time.perf_counter()
+    resumed = find_checkpoint(cfg.resume) if cfg.resume else None
+    loaded = rewards.attach_reward(context, model, summary, resumed.parents[1] if resumed else None)
+    if sharded:
+        if critic is not None:
+            critic.add_adapters(model)  # earlier than unsharded, so the random streams differ from there on
+        summary.update(sharding="fsdp", weights_held_per_process=sharding.shard(model, device))
+    scorer, reward = rewards.reward_scorer(context, model, summary, loaded)
+    model.set_adapter(POLICY)
+    summary["reward_model_seconds"] = time.perf_counter() - started
+    params = adapter_parameters(model, POLICY)
+    if critic is not None:
+        critic.add_adapters(model)
+        critic.start(context, model, reward)
+        params = params + critic.parameters(model)
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=1e-5)
+    # Each process samples its own prompts and responses; with one process this is exactly the single-process run.
+    sampler = torch.Generator().manual_seed(cfg.seed + distributed.rank())
+    if distributed.rank():
+        torch.manual_seed(cfg.seed + distributed.rank())
+    run = OnlineRun(context, model, estimator(method, cfg), critic, scorer, params, optimizer, sampler,
+                    PromptRows(context.train_dataset), to_dict(cfg))
+    if resumed is not None:
+        state = read_checkpoint(resumed, KIND, run.settings, cfg.allow_changed_settings, RESUMABLE_CHANGES)
+        run.first_step = restore(resumed, state, run) + 1
+        run.last_checkpoint = resumed
+        continue_run(context, resumed, run.first_step - 1, with_step_zero=trains_reward_model(cfg))
+    return run
+
+
+def iteration(run: OnlineRun, step: int) -> dict:
+    """One iteration: sample, score, advantages, update; returns its metrics, reduced over processes."""
+    cfg, context = run.context.config, run.context
+    chosen = torch.randperm(len(run.prompts), generator=run.sampler)[:cfg.prompts_per_step].tolist()
+    prompts, columns = run.prompts.take(chosen)
+    samples = generate(run.model, context.tokenizer, prompts, cfg)
+    scoring_started = time.perf_counter()
+    rollout = score(run.model, run.critic, samples, columns, run.scorer, cfg, step, run.last_checkpoint)
+    advantages = run.estimator(rollout, cfg)
+    check_finite("advantages", advantages.advantages, step, run.last_checkpoint)
+    update_started = time.perf_counter()
+    metrics = {**rollout_metrics(rollout), **run.estimator.metrics(), **critic_metrics(run.critic, rollout,
+                                                                                      advantages)}
+    if advantages.rewards is not None:
+        metrics["objective/rlhf_reward"] = (advantages.rewards * rollout.mask).sum(1).mean().item()
+    with checkpointing_active(run.model):
+        metrics.update(update(run.model, run.critic, run.params, run.optimizer, rollout, advantages, cfg,
+                              run.estimator.kl_in_loss, run.sampler, step, run.last_checkpoint))
+    update_seconds = time.perf_counter() - update_started
+    score_seconds = update_started - scoring_started
+    tokens = int(rollout.mask.sum())
+    passes = cfg.epochs * (2 if run.critic is not None and run.critic.separate else 1)  # a separate critic: its own
+    run.totals["generated"] += tokens
+    run.totals["trained"] += passes * int(samples.attention_mask.sum())
+    run.totals["rollout"] += samples.seconds + score_seconds
+    run.totals["update"] += update_seconds
+    metrics.update({"time/rollout": samples.seconds, "time/scoring": score_seconds, "time/update": update_seconds,
+                    "tokens_per_second": tokens / samples.seconds, "rollout/samples": len(samples.prompts),
+                    "compute/generated_tokens": run.totals["generated"],
+                    "compute/trained_tokens": run.totals["trained"]})
+    metrics = distributed.reduce_metrics(metrics, summed=("tokens_per_second", "rollout/samples"))
+    run.estimator.observe(metrics)  # the same on every process
+    return metrics
+
+
+def critic_metrics(critic, rollout: OnlineRollout, advantages) -> dict:
+    if critic is None:
+        return {}
+    return critic.metrics(rollout, advantages)
+
+
+def train_online(context, method: str, critic_factory=None, *, name: str | None = None):
+    """The whole loop for the estimator registered as `method` (and a critic, when `critic_factory(model,
+    settings, device)` is given); returns the PeftModel with the policy adapter active. Metrics per iteration:
+    docs/algorithms.md."""
+    from tqdm.auto import tqdm
+
+    run = setup(context, method, critic_factory)
+    cfg = context.config
+    with tqdm(total=cfg.max_steps, initial=run.first_step - 1, desc=name or method, dynamic_ncols=True,
+              disable=not distributed.is_main()) as bar:
+        for step in range(run.first_step, cfg.max_steps + 1):
+            metrics = iteration(run, step)
+            context.log_metrics(step, metrics)
+            bar.update(1)
+            bar.set_postfix(score=f"{metrics['objective/scores']:+.3f}", kl=f"{metrics['objective/kl']:.2f}")
+            if step % cfg.save_every == 0 or step == cfg.max_steps:
+                save(run, step)
+    return finish(run)
+
+
+def save(run: OnlineRun, step: int) -> None:
+    """Every process enters (a sharded model gathers its weights); the main process writes."""
+    with sharding.gathered(run.model):
+        if distributed.is_main():
+            run.last_checkpoint = write(run.context.output_dir / CHECKPOINTS, step, run)
+
+
+def write(directory: Path, step: int, run: OnlineRun) -> Path:
+    """`optimizer` state None for a sharded run (its state lies in shards on every process): such a checkpoint
+    holds the weights but cannot be resumed from."""
+    sharded = sharding.is_sharded(run.model)
+
+    def write_files(folder: Path) -> None:
+        save_adapter(run.model, POLICY, folder / "policy")
+        if run.critic is not None:
+            run.critic.save(run.model, folder)
+
+    state = {"step": step, "optimizer": None if sharded else run.optimizer.state_dict(),
+             "sampler": run.sampler.get_state(), **random_streams(), "estimator": run.estimator.state_dict(),
+             "critic": run.critic.name if run.critic is not None else None, "settings": run.settings, "kind": KIND}
+    return write_checkpoint(directory, step, write_files, state)
+
+
+def restore(checkpoint: Path, state: dict, run: OnlineRun) -> int:
+    """Loads what `write` saved into the live objects; returns the iteration to continue after."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    critic = run.critic.name if run.critic is not None else None
+    if state.get("critic") != critic:
+        raise ConfigError(f"--resume {checkpoint}: saved with critic {state.get('critic')}, not {critic}")
+    if state["optimizer"] is None:
+        raise ConfigError(f"--resume {checkpoint}: written by a sharded (FSDP) run, which saves no optimizer state; "
+                          f"it holds the adapters and heads only")
+    set_peft_model_state_dict(run.model, load_file(checkpoint / "policy" / "adapter_model.safetensors"),
+                              adapter_name=POLICY)
+    if run.critic is not None:
+        run.critic.load(run.model, checkpoint)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.estimator.load_state_dict(state["estimator"])
+    run.sampler.set_state(state["sampler"])
+    restore_random_streams(state)
+    return state["step"]
+
+
+def finish(run: OnlineRun):
+    """Gathers sharded weights for good (the main process evaluates and saves the policy alone), saves the critic
+    and the run's totals, and returns the model with the policy adapter active."""
+    sharding.gather_full_weights(run.model)
+    if distributed.is_main():
+        if run.critic is not None:
+            run.critic.save(run.model, run.context.output_dir)
+        run.context.summary_extras.update({
+            "rollout_seconds": run.totals["rollout"], "update_seconds": run.totals["update"],
+            "generated_tokens": run.totals["generated"], "trained_tokens": run.totals["trained"],
+            "trainable_params": sum(p.numel() for p in run.params), **run.estimator.summary()})
+    run.model.set_adapter(POLICY)
+    return run.model
+
+
+def check_online(cfg, registry=None, critic: str | None = None) -> None:
+    """Before anything loads: the reward source exists, and a checkpoint to resume is readable, an online one of
+    the same critic, and made with these settings."""
+    rewards.check_reward(cfg, registry)
+    if cfg.resume:
+        found = find_checkpoint(cfg.resume)
+        state = read_checkpoint(found, KIND, to_dict(cfg), cfg.allow_changed_settings, RESUMABLE_CHANGES)
+        if state.get("critic") != critic:
+            raise ConfigError(f"--resume {found}: saved with critic {state.get('critic')}, not {critic}")
