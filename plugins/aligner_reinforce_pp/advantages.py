@@ -1,5 +1,5 @@
-"""REINFORCE++'s returns: each token's KL penalties and the final score after it (whitened over the batch by the
-estimator, `train.py`)."""
+"""REINFORCE++'s advantage: the return of each token (its KL penalties and the final score after it) whitened over
+every token of the batch."""
 
 from __future__ import annotations
 
