@@ -45,6 +45,7 @@ class OnlineRun:
     """Everything the loop reads and updates, built once by `setup`."""
 
     context: object
+    method: str
     model: torch.nn.Module
     estimator: Estimator
     critic: object | None
@@ -100,6 +101,7 @@ def setup(context, method: str, critic_factory=None) -> OnlineRun:
         critic.add_adapters(model)
         critic.start(context, model, reward)
         params = params + critic.parameters(model)
+        critic.trains(params)
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=1e-5)
@@ -107,10 +109,10 @@ def setup(context, method: str, critic_factory=None) -> OnlineRun:
     sampler = torch.Generator().manual_seed(cfg.seed + distributed.rank())
     if distributed.rank():
         torch.manual_seed(cfg.seed + distributed.rank())
-    run = OnlineRun(context, model, estimator(method, cfg), critic, scorer, params, optimizer, sampler,
+    run = OnlineRun(context, method, model, estimator(method, cfg), critic, scorer, params, optimizer, sampler,
                     PromptRows(context.train_dataset), to_dict(cfg))
     if resumed is not None:
-        state = read_checkpoint(resumed, KIND, run.settings, cfg.allow_changed_settings, RESUMABLE_CHANGES)
+        state = read_state(resumed, cfg, method, critic.name if critic is not None else None)
         run.first_step = restore(resumed, state, run) + 1
         run.last_checkpoint = resumed
         continue_run(context, resumed, run.first_step - 1, with_step_zero=trains_reward_model(cfg))
@@ -197,7 +199,8 @@ def write(directory: Path, step: int, run: OnlineRun) -> Path:
 
     state = {"step": step, "optimizer": None if sharded else run.optimizer.state_dict(),
              "sampler": run.sampler.get_state(), **random_streams(), "estimator": run.estimator.state_dict(),
-             "critic": run.critic.name if run.critic is not None else None, "settings": run.settings, "kind": KIND}
+             "method": run.method, "critic": run.critic.name if run.critic is not None else None,
+             "settings": run.settings, "kind": KIND}
     return write_checkpoint(directory, step, write_files, state)
 
 
@@ -206,9 +209,6 @@ def restore(checkpoint: Path, state: dict, run: OnlineRun) -> int:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    critic = run.critic.name if run.critic is not None else None
-    if state.get("critic") != critic:
-        raise ConfigError(f"--resume {checkpoint}: saved with critic {state.get('critic')}, not {critic}")
     if state["optimizer"] is None:
         raise ConfigError(f"--resume {checkpoint}: written by a sharded (FSDP) run, which saves no optimizer state; "
                           f"it holds the adapters and heads only")
@@ -238,12 +238,18 @@ def finish(run: OnlineRun):
     return run.model
 
 
-def check_online(cfg, registry=None, critic: str | None = None) -> None:
+def read_state(checkpoint: Path, cfg, method: str | None, critic: str | None) -> dict:
+    """The state of an online checkpoint of the same method (when named) and critic, made with these settings
+    (`read_checkpoint`): another method's estimator state, or another critic's weights, would not load."""
+    same = {"critic": (critic, "--critic")}
+    if method is not None:
+        same = {"method": (method, "algorithm"), **same}
+    return read_checkpoint(checkpoint, KIND, to_dict(cfg), cfg.allow_changed_settings, RESUMABLE_CHANGES, same=same)
+
+
+def check_online(cfg, registry=None, method: str | None = None, critic: str | None = None) -> None:
     """Before anything loads: the reward source exists, and a checkpoint to resume is readable, an online one of
-    the same critic, and made with these settings."""
+    the same method and critic, and made with these settings."""
     rewards.check_reward(cfg, registry)
     if cfg.resume:
-        found = find_checkpoint(cfg.resume)
-        state = read_checkpoint(found, KIND, to_dict(cfg), cfg.allow_changed_settings, RESUMABLE_CHANGES)
-        if state.get("critic") != critic:
-            raise ConfigError(f"--resume {found}: saved with critic {state.get('critic')}, not {critic}")
+        read_state(find_checkpoint(cfg.resume), cfg, method, critic)

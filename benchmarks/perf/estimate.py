@@ -88,38 +88,31 @@ def generation(model, ids: torch.Tensor, prompt_length: int) -> None:
 
 def ppo_step(layout: str, shape: str, batch: int, prompt_length: int, response_length: int, dtype,
              checkpointing: bool = False) -> None:
-    from aligner_ppo import advantages as ppo_advantages
-    from aligner_ppo.config import PPOSettings
-    from aligner_ppo.train import ppo_update, score_rollout
-    from benchmarks.perf.layouts import build_ppo
+    import importlib
 
-    critic = "shared" if layout == "ppo-shared" else "separate"
-    cfg = PPOSettings(critic=critic, rollout_batch_size=batch, batch_size=batch, ppo_epochs=1,
-                      response_length=response_length, max_length=prompt_length + response_length + 1,
-                      lora_r=LORA_RANK, lora_alpha=2 * LORA_RANK)
+    from aligner.online.estimators import estimator
+    from benchmarks.perf.layouts import build_ppo, ppo_iteration, ppo_settings
+
+    cfg = ppo_settings(layout, batch, prompt_length, response_length)
+    cfg.max_length = prompt_length + response_length + 1
+    importlib.import_module("aligner_ppo.train")  # registers PPO's advantage estimator
     tok = perf_world.tokenizer(shape, prompt_length + response_length)
-    roles, scorer = build_ppo(layout, shape, tok, _where(dtype), critic)
-    trained = [roles.model] + ([roles.critic_model] if hasattr(roles, "critic_model") else [])
+    parts = build_ppo(layout, shape, tok, _where(dtype), cfg)
     if checkpointing:
-        for model in trained:
+        for model in parts.trained:
             enable_gradient_checkpointing(model)
-    for p in roles.trainable:
-        p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(roles.trainable, lr=cfg.learning_rate, eps=1e-5)
+    optimizer = torch.optim.AdamW(parts.params, lr=cfg.learning_rate, eps=1e-5)
+    advantages = estimator("ppo", cfg)
     ids = torch.randint(4, perf_world.SHAPES[shape]["vocab_size"], (batch, prompt_length + response_length))
     for step in (1, 2):  # the second holds AdamW's moments from the start, as every later step does
-        generation(roles.model, ids, prompt_length)
+        generation(parts.model, ids, prompt_length)
         rollout = types.SimpleNamespace(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                        prompt_length=prompt_length,
+                                        prompt_length=prompt_length, prompts=[""] * batch,
                                         response_mask=torch.ones(batch, response_length, dtype=torch.long),
                                         has_eos=torch.ones(batch, dtype=torch.bool))
-        scored = score_rollout(roles, rollout, {}, scorer, ppo_advantages.FixedKLController(cfg.kl_coef),
-                               ppo_advantages.RunningMoments(), cfg, step, None)
-        with contextlib.ExitStack() as stack:
-            for model in trained:
-                stack.enter_context(checkpointing_active(model))
-            ppo_update(roles, scored, optimizer, cfg, torch.Generator().manual_seed(0), step, None)
-        del rollout, scored
+        ppo_iteration(parts, rollout, cfg, optimizer, advantages, torch.Generator().manual_seed(0), step,
+                      torch.device("cpu"))
+        del rollout
 
 
 def trl_dpo_step(shape: str, batch: int, prompt_length: int, response_length: int, dtype,

@@ -37,9 +37,11 @@ def sequence_scores(model, head, input_ids, attention_mask):
 def install() -> None:
     """Puts these in place of the lean routines wherever aligner and the PPO plugin call them."""
     import aligner.modeling.logprobs
+    import aligner.online.rollout
+    import aligner.online.update
     import aligner.reward.model
-    import aligner_ppo.roles
+    import aligner_ppo.critic
 
-    aligner.modeling.logprobs.response_forward = response_forward
-    aligner_ppo.roles.response_forward = response_forward
+    for module in (aligner.modeling.logprobs, aligner.online.rollout, aligner.online.update, aligner_ppo.critic):
+        module.response_forward = response_forward
     aligner.reward.model.sequence_scores = sequence_scores

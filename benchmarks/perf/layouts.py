@@ -3,20 +3,20 @@
 - `dpo`, `simpo`: the built-in plugin's `train` on aligner's offline engine (one LoRA base; DPO's reference is the
   base with the adapter disabled) for a few steps; `dpo-trl`: the DPO plugin through TRL's DPOTrainer
   (`--implementation trl`), the same pairs and settings.
-- `ppo-shared`, `ppo-separate`: PPO's own rollout, scoring and update functions (aligner_ppo.train)
-  on every role of one base: policy adapter, critic (value head, or adapter + head), reward adapter + head, and the
+- `ppo-shared`, `ppo-separate`: the online engine's rollout, scoring and update functions with PPO's critic and
+  advantages (aligner.online, aligner_ppo) on every role of one base: policy adapter, critic (value head, or adapter + head), reward adapter + head, and the
   reference as the base with adapters disabled.
-- `ppo-copies`: the same PPO functions over the layout users would otherwise run: four full models (a LoRA policy,
+- `ppo-copies`: the same functions over the layout users would otherwise run: four full models (a LoRA policy,
   a reference, a LoRA critic with its value head, a LoRA reward model with its head), as TRL's removed PPOTrainer
   took them. Only where the roles live differs from `ppo-separate`, so their memory ratio is the layout's cost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,55 +98,55 @@ def run_offline(layout: str, args, where) -> dict:
     return {"update_seconds": step_seconds, "update_flops": flops}
 
 
+def copies_critic(critic_model):
+    """A separate critic whose adapter lives on its own full model (the copies layout), with the interface of
+    aligner_ppo.critic: the engine's update builds and frees the policy's graph before the critic's."""
+    from aligner_ppo.critic import SeparateCritic
+
+    class CopiesCritic(SeparateCritic):
+        adapters = ()
+
+        @property
+        def separate(self) -> bool:
+            return True
+
+        def values(self, model, input_ids, attention_mask, prompt_length, temperature):
+            from aligner.modeling.logprobs import response_forward
+
+            out = response_forward(critic_model, input_ids, attention_mask, prompt_length, temperature, hidden=True,
+                                   logprobs=False)
+            return self.head(out.hidden)
+
+        def parameters(self, model):
+            return [p for p in critic_model.parameters() if p.requires_grad] + list(self.head.parameters())
+
+    return CopiesCritic
+
+
 @dataclass
-class CopiesRoles:
-    """PPO's roles as separate full models, with the interface of aligner_ppo.roles.Roles."""
+class PPOParts:
+    """What the online engine's scoring and update read for one PPO layout."""
 
     model: torch.nn.Module       # the LoRA policy
-    reference: torch.nn.Module
-    critic_model: torch.nn.Module
-    value_head: torch.nn.Module
-    trainable: list = field(default_factory=list)
-
-    critic = types.SimpleNamespace(adapters=("critic",))
-    """Like a separate critic: PPO's update builds and frees the policy's graph before the critic's."""
-
-    def policy(self, input_ids, attention_mask, prompt_length, temperature, entropy=None):
-        from aligner_ppo.roles import forward
-
-        return forward(self.model, input_ids, attention_mask, prompt_length, temperature, hidden=False,
-                       entropy=entropy)
-
-    def values(self, input_ids, attention_mask, prompt_length, temperature):
-        from aligner_ppo.roles import forward
-
-        critic = forward(self.critic_model, input_ids, attention_mask, prompt_length, temperature, hidden=True,
-                         logprobs=False)
-        return self.value_head(critic.hidden)
-
-    def policy_and_values(self, input_ids, attention_mask, prompt_length, temperature, entropy=None):
-        from aligner_ppo.roles import forward
-
-        out = forward(self.model, input_ids, attention_mask, prompt_length, temperature, hidden=False, entropy=entropy)
-        critic = forward(self.critic_model, input_ids, attention_mask, prompt_length, temperature, hidden=True,
-                         logprobs=False)
-        return out, self.value_head(critic.hidden)
-
-    @torch.no_grad()
-    def reference_logprobs(self, input_ids, attention_mask, prompt_length, temperature):
-        from aligner_ppo.roles import forward
-
-        return forward(self.reference, input_ids, attention_mask, prompt_length, temperature, hidden=False).logprobs
+    critic: object
+    params: list
+    scorer: object
+    trained: list                # the models whose adapters train
+    held: list = field(default_factory=list)  # further full copies the layout keeps (the copies' reference)
 
 
-def build_ppo(layout: str, shape: str, tok, where, critic_mode: str):
-    """(roles, reward scorer) for a PPO layout; every adapter is LoRA of rank LORA_RANK on all linear layers."""
+def build_ppo(layout: str, shape: str, tok, where, cfg) -> PPOParts:
+    """The policy, critic, trainable parameters and reward scorer of a PPO layout; every adapter is LoRA of rank
+    LORA_RANK on all linear layers. In `ppo-copies` the reference is a full copy of the base held in memory; the
+    engine's reference pass runs through the policy with its adapter off, the same computation on the same
+    weights."""
     from peft import LoraConfig, get_peft_model
 
-    from aligner.modeling.base import add_adapter
+    from aligner.modeling.base import adapter_parameters, add_adapter
     from aligner.modeling.heads import ScalarHead
+    from aligner.online.engine import POLICY
     from aligner.reward import model as reward_model
-    from aligner_ppo.roles import CRITIC, POLICY, Roles
+    from aligner_ppo.critic import build_critic
 
     lora = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, target_modules="all-linear")
     hidden = perf_world.SHAPES[shape]["hidden_size"]
@@ -155,60 +155,88 @@ def build_ppo(layout: str, shape: str, tok, where, critic_mode: str):
         return perf_world.model(shape, tok, where.device, where.dtype)
 
     reward_head = ScalarHead(hidden, zero_init=False).to(where.device)
+    policy = get_peft_model(new_base(), lora, adapter_name=POLICY)
+    held = []
     if layout == "ppo-copies":
-        policy = get_peft_model(new_base(), lora, adapter_name=POLICY)
-        critic = get_peft_model(new_base(), lora, adapter_name=POLICY)
+        critic_model = get_peft_model(new_base(), lora, adapter_name=POLICY)
         rm_model = get_peft_model(new_base(), lora, adapter_name=reward_model.REWARD_ADAPTER)
-        roles = CopiesRoles(policy, new_base(), critic, ScalarHead(hidden, zero_init=True).to(where.device))
-        roles.trainable = [p for m in (policy, critic) for p in m.parameters() if p.requires_grad]
-        roles.trainable += list(roles.value_head.parameters())
+        held = [new_base()]
+        critic = copies_critic(critic_model)(policy, cfg, where.device)
+        trained = [policy, critic_model]
     else:
-        policy = get_peft_model(new_base(), lora, adapter_name=POLICY)
-        roles = Roles.build(policy, critic_mode, where.device)
+        critic = build_critic(policy, cfg, where.device)
         add_adapter(policy, reward_model.REWARD_ADAPTER)
-        if critic_mode == "separate":
-            add_adapter(policy, CRITIC)
-            roles.refresh_trainable()
-        rm_model = policy
+        critic.add_adapters(policy)
+        rm_model, trained = policy, [policy]
+    params = adapter_parameters(policy, POLICY) + critic.parameters(policy)
+    critic.trains(params)
+    for p in params:
+        p.requires_grad_(True)
     scorer = reward_model.RewardModel(reward_head)
-    return roles, lambda rollout, columns: scorer.score(rm_model, rollout.input_ids, rollout.attention_mask)
+    return PPOParts(policy, critic, params, lambda rollout, columns: scorer.score(rm_model, rollout.input_ids,
+                                                                                rollout.attention_mask),
+                    trained, held)
+
+
+def ppo_iteration(parts: PPOParts, samples, cfg, optimizer, estimator, generator, step: int, device) -> float:
+    """The engine's scoring, PPO's advantages and the engine's update on one rollout; returns the seconds scoring
+    took (the update's are the rest)."""
+    from aligner.modeling.base import checkpointing_active
+    from aligner.online.rollout import score
+    from aligner.online.update import update
+
+    started = time.perf_counter()
+    rollout = score(parts.model, parts.critic, samples, {}, parts.scorer, cfg, step, None)
+    advantages = estimator(rollout, cfg)
+    sync(device)
+    scored = time.perf_counter()
+    with contextlib.ExitStack() as stack:  # as the engine does: checkpointing (when enabled) in the update only
+        for model in parts.trained:
+            stack.enter_context(checkpointing_active(model))
+        update(parts.model, parts.critic, parts.params, optimizer, rollout, advantages, cfg, estimator.kl_in_loss,
+               generator, step, None)
+    return scored - started
+
+
+def ppo_settings(layout: str, batch: int, prompt_length: int, response_length: int, **extra):
+    from aligner_ppo.config import PPOSettings
+
+    return PPOSettings(critic="shared" if layout == "ppo-shared" else "separate", prompts_per_step=batch,
+                       batch_size=batch, epochs=1, response_length=response_length,
+                       max_length=prompt_length + response_length, lora_r=LORA_RANK, lora_alpha=2 * LORA_RANK,
+                       **extra)
 
 
 def run_ppo(layout: str, args, where) -> dict:
-    """`args.steps` PPO iterations of the real rollout, scoring and update functions (one minibatch of the whole
-    rollout, one epoch); each phase's time is the median over the iterations after the first."""
-    from aligner_ppo import advantages as ppo_advantages
-    from aligner_ppo.config import PPOSettings
-    from aligner_ppo.roles import POLICY
-    from aligner_ppo.train import generate, ppo_update, score_rollout
+    """`args.steps` PPO iterations of the online engine's rollout, scoring and update functions with PPO's critic and
+    advantages (one minibatch of the whole rollout, one epoch); each phase's time is the median over the iterations
+    after the first."""
+    import importlib
+
+    from aligner.online.engine import POLICY
+    from aligner.online.estimators import estimator
+    from aligner.online.rollout import generate
 
     B, P, R = args.batch, args.prompt_length, args.response_length
-    critic_mode = "shared" if layout == "ppo-shared" else "separate"
-    cfg = PPOSettings(critic=critic_mode, rollout_batch_size=B, batch_size=B, ppo_epochs=1, response_length=R,
-                      max_length=P + R, lora_r=LORA_RANK, lora_alpha=2 * LORA_RANK,
-                      generation_cache=args.generation_cache)
+    cfg = ppo_settings(layout, B, P, R, generation_cache=args.generation_cache)
+    importlib.import_module("aligner_ppo.train")  # registers PPO's advantage estimator
+    critic_mode = cfg.critic
     tok = perf_world.tokenizer(args.shape, P + R)
-    roles, scorer = build_ppo(layout, args.shape, tok, where, critic_mode)
-    for p in roles.trainable:
-        p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(roles.trainable, lr=cfg.learning_rate, eps=1e-5)
-    kl_ctl, moments = ppo_advantages.FixedKLController(cfg.kl_coef), ppo_advantages.RunningMoments()
+    parts = build_ppo(layout, args.shape, tok, where, cfg)
+    optimizer = torch.optim.AdamW(parts.params, lr=cfg.learning_rate, eps=1e-5)
+    advantages = estimator("ppo", cfg)
     generator = torch.Generator().manual_seed(0)
     prompts = perf_world.prompts(args.shape, B, P)
     phases: dict[str, list[float]] = {"rollout": [], "scoring": [], "update": [], "tokens": []}
     for step in range(1, args.steps + 1):
-        roles.model.eval()
-        rollout = generate(roles.model, tok, prompts, R, cfg.temperature, None, cfg.generation_cache)
+        rollout = generate(parts.model, tok, prompts, cfg)
         sync(where.device)
         started = time.perf_counter()
-        batch = score_rollout(roles, rollout, {}, scorer, kl_ctl, moments, cfg, step, None)
-        sync(where.device)
-        scored = time.perf_counter()
-        ppo_update(roles, batch, optimizer, cfg, generator, step, None)
+        scoring = ppo_iteration(parts, rollout, cfg, optimizer, advantages, generator, step, where.device)
         sync(where.device)
         phases["rollout"].append(rollout.seconds)
-        phases["scoring"].append(scored - started)
-        phases["update"].append(time.perf_counter() - scored)
+        phases["scoring"].append(scoring)
+        phases["update"].append(time.perf_counter() - started - scoring)
         phases["tokens"].append(int(rollout.response_mask.sum()))
     timed = {k: statistics.median(v[1:] if len(v) > 1 else v) for k, v in phases.items()}
 
@@ -222,7 +250,7 @@ def run_ppo(layout: str, args, where) -> dict:
     dtype_bytes = torch.finfo(where.dtype).bits // 8
     # Each decode step reads the base and the policy adapter (not the other roles' adapters) once, and the KV cache:
     # keys and values of every layer, over the tokens so far (dynamic) or the whole allocated length (static).
-    weight_bytes = sum(p.numel() * p.element_size() for n, p in roles.model.named_parameters()
+    weight_bytes = sum(p.numel() * p.element_size() for n, p in parts.model.named_parameters()
                        if "lora_" not in n or f".{POLICY}." in n)
     attended = [P + R] * R if cfg.generation_cache == "static" else [P + t for t in range(R)]
     kv_bytes = sum(2 * shape.layers * kv_width * length * B * dtype_bytes for length in attended)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from aligner.api import check_online, register_estimator, train_online
 from aligner_reinforce_pp.advantages import advantages
 
-register_estimator("reinforce-pp")(advantages)
+METHOD = "reinforce-pp"
+
+register_estimator(METHOD)(advantages)
 
 
 def train(context):
-    return train_online(context, "reinforce-pp", name="reinforce++")
+    return train_online(context, METHOD, name="reinforce++")
 
 
 def check(config, registry) -> None:
     """Before anything loads: the reward source exists and a checkpoint to resume matches these settings."""
-    check_online(config, registry)
+    check_online(config, registry, METHOD)

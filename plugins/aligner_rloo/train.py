@@ -5,13 +5,15 @@ from __future__ import annotations
 from aligner.api import check_online, register_estimator, train_online
 from aligner_rloo.advantages import advantages
 
-register_estimator("rloo")(advantages)
+METHOD = "rloo"
+
+register_estimator(METHOD)(advantages)
 
 
 def train(context):
-    return train_online(context, "rloo")
+    return train_online(context, METHOD)
 
 
 def check(config, registry) -> None:
     """Before anything loads: the reward source exists and a checkpoint to resume matches these settings."""
-    check_online(config, registry)
+    check_online(config, registry, METHOD)

@@ -13,7 +13,7 @@ import yaml
 import aligner
 from aligner import plugins
 
-TWO_STEPS = dict(max_steps=2, batch_size=4, eval_prompts=4, eval_max_new_tokens=4, rollout_batch_size=8,
+TWO_STEPS = dict(max_steps=2, batch_size=4, eval_prompts=4, eval_max_new_tokens=4, prompts_per_step=8,
                  reward_model_steps=2, response_length=8)
 """The smallest sizes, given to each algorithm where its settings have the field."""
 

@@ -13,11 +13,13 @@ from aligner import plugins
 from aligner.cli import main
 from aligner.errors import TrainingError
 from aligner.registry import RewardFunction
-from aligner_ppo.roles import Roles
+from aligner.modeling.base import adapter_parameters
+from aligner_ppo.config import PPOSettings
+from aligner_ppo.critic import build_critic
 
 from helpers import base_weight_storages, tiny_llama
 
-FAST = dict(max_steps=3, rollout_batch_size=16, batch_size=8, reward_model_steps=10, eval_prompts=16,
+FAST = dict(max_steps=3, prompts_per_step=16, batch_size=8, reward_model_steps=10, eval_prompts=16,
             eval_max_new_tokens=8, response_length=12)
 
 
@@ -44,12 +46,14 @@ def test_value_loss_gradient_reaches_policy_only_when_shared(critic, rollout_lik
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
     if critic == "separate":
         add_adapter(model, "critic")
-    roles = Roles.build(model, critic, torch.device("cpu"))
+    value = build_critic(model, PPOSettings(critic=critic), torch.device("cpu"))
+    trainable = adapter_parameters(model, "default") + value.parameters(model)
+    value.trains(trainable)
     with torch.no_grad():  # non-zero LoRA B and value head, so every path carries gradient
-        for p in roles.trainable:
+        for p in trainable:
             p.normal_(0, 0.1)
     ids, mask, prompt_length = rollout_like
-    out, values = roles.policy_and_values(ids, mask, prompt_length, 1.0)
+    out, values = value.policy_and_values(model, ids, mask, prompt_length, 1.0)
     (values ** 2).mean().backward()
     assert nonzero(lora_grads(model, "default")) == (critic == "shared")
     if critic == "separate":
@@ -57,15 +61,15 @@ def test_value_loss_gradient_reaches_policy_only_when_shared(critic, rollout_lik
 
     # Both losses in one backward: every trainable adapter must get a gradient (the peft set_adapter trap).
     model.zero_grad()
-    roles.value_head.zero_grad()
-    out, values = roles.policy_and_values(ids, mask, prompt_length, 1.0)
+    value.head.zero_grad()
+    out, values = value.policy_and_values(model, ids, mask, prompt_length, 1.0)
     (out.logprobs.sum() + values.sum()).backward()
     assert nonzero(lora_grads(model, "default"))
     if critic == "separate":
         assert nonzero(lora_grads(model, "critic"))
-    before = [p.detach().clone() for p in roles.trainable]
-    torch.optim.SGD(roles.trainable, lr=0.1).step()
-    changed = [not torch.equal(a, p) for a, p in zip(before, roles.trainable)]
+    before = [p.detach().clone() for p in trainable]
+    torch.optim.SGD(trainable, lr=0.1).step()
+    changed = [not torch.equal(a, p) for a, p in zip(before, trainable)]
     assert all(changed), "every trainable tensor (policy, critic, value head) moves in an optimizer step"
 
 
@@ -73,21 +77,21 @@ def test_value_loss_gradient_reaches_policy_only_when_shared(critic, rollout_lik
 @pytest.mark.parametrize("critic", ["shared", "separate"])
 def test_ppo_trains_both_critic_modes_on_one_base(tmp_path, monkeypatch, critic, toy_world):
     from aligner.modeling import base as models
-    from aligner_ppo import train as ppo_train
+    from aligner.online import engine
 
     base, _ = models.load_base("aligner-toy", models.placement("cpu"))
     base_shapes = Counter(tuple(p.shape) for p in base.parameters() if p.dim() == 2)
     del base
     seen = {}
-    original = ppo_train.ppo_update
+    original = engine.update
 
-    def ppo_update(roles, batch, *args, **kwargs):
+    def update(model, *args, **kwargs):
         if "storages" not in seen:
-            seen["adapters"] = sorted(roles.model.peft_config)
+            seen["adapters"] = sorted(model.peft_config)
             seen["storages"] = base_weight_storages()
-        return original(roles, batch, *args, **kwargs)
+        return original(model, *args, **kwargs)
 
-    monkeypatch.setattr(ppo_train, "ppo_update", ppo_update)
+    monkeypatch.setattr(engine, "update", update)
     out = tmp_path / "run"
     summary = aligner.run("ppo", critic=critic, output_dir=str(out), verbose=False, save_every=2, **FAST)
 
@@ -123,12 +127,12 @@ def test_reward_model_beats_chance_on_held_out_pairs(tmp_path, toy_world):
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch, toy_world):
-    from aligner_ppo import train as ppo_train
+    from aligner.online import engine
 
     settings = dict(FAST, max_steps=4, save_every=2, reward="gold", critic="separate", critic_init="zero")
     aligner.run("ppo", output_dir=str(tmp_path / "whole"), verbose=False, **settings)
 
-    original, calls = ppo_train.ppo_update, {"n": 0}
+    original, calls = engine.update, {"n": 0}
 
     def dies_in_iteration_3(*args, **kwargs):
         calls["n"] += 1
@@ -136,10 +140,10 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch, toy_
             raise KeyboardInterrupt("killed")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(ppo_train, "ppo_update", dies_in_iteration_3)
+    monkeypatch.setattr(engine, "update", dies_in_iteration_3)
     with pytest.raises(KeyboardInterrupt):
         aligner.run("ppo", output_dir=str(tmp_path / "killed"), verbose=False, **settings)
-    monkeypatch.setattr(ppo_train, "ppo_update", original)
+    monkeypatch.setattr(engine, "update", original)
     partial = next(tmp_path.glob(".killed.partial-*"))
     assert not (tmp_path / "killed").exists(), "a killed run publishes nothing"
     aligner.run("ppo", output_dir=str(tmp_path / "resumed"), verbose=False, resume=str(partial), **settings)
@@ -162,7 +166,7 @@ def test_non_finite_reward_stops_naming_quantity_step_and_checkpoint(tmp_path, m
     registry = plugins.default().registry
     monkeypatch.setitem(registry.reward_functions, "nan-after-one", RewardFunction("nan-after-one", "", sometimes_nan))
     with pytest.raises(TrainingError, match=r"reward nan-after-one returned nan for row 1 of 16 \(prompt .*\) while "
-                                            r"training at PPO iteration 2 \(last good checkpoint: .*step-000001\)"):
+                                            r"training at iteration 2 \(last good checkpoint: .*step-000001\)"):
         aligner.run("ppo", reward="nan-after-one", save_every=1, output_dir=str(tmp_path / "run"), verbose=False,
                     **FAST)
     partial = next(tmp_path.glob(".run.partial-*"))
@@ -197,7 +201,7 @@ def test_bad_ppo_flags_exit_2(capsys, argv, message):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--batch-size", "5"], "--batch-size 5 must divide --rollout-batch-size 64"),
+    (["--batch-size", "5"], "--batch-size 5 must divide the rollout of --prompts-per-step x --samples-per-prompt = 64"),
     (["--reward", "gold", "--reward-model", "x"], "--reward-model is only used with --reward model"),
     (["--lam", "1.5"], "--gamma and --lam must be in [0, 1]"),
 ])
@@ -222,8 +226,8 @@ def test_resume_from_nowhere_is_refused(tmp_path, capsys, toy_world):
 def test_ppo_setting_bounds_name_the_flag(capsys):
     assert main(["run", "ppo", "--cliprange", "-0.1"]) == 2
     assert "--cliprange must be >= 0, got -0.1" in capsys.readouterr().err
-    assert main(["run", "ppo", "--ppo-epochs", "0"]) == 2
-    assert "--ppo-epochs must be > 0, got 0" in capsys.readouterr().err
+    assert main(["run", "ppo", "--epochs", "0"]) == 2
+    assert "--epochs must be > 0, got 0" in capsys.readouterr().err
 
 
 def test_conversational_pairs_train_a_reward_model(toy_world):
@@ -251,7 +255,7 @@ def test_conversational_pairs_train_a_reward_model(toy_world):
 
 def test_static_kv_cache_samples_the_same_rollout_as_the_dynamic_one():
     """--generation-cache static changes how the KV cache is held, not what is sampled (left padding included)."""
-    from aligner_ppo.train import generate
+    from aligner.modeling.sampling import sample
 
     base, tok = tiny_llama()
     model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear"))
@@ -259,7 +263,8 @@ def test_static_kv_cache_samples_the_same_rollout_as_the_dynamic_one():
     rollouts = []
     for cache in ("dynamic", "static"):
         torch.manual_seed(3)
-        rollouts.append(generate(model, tok, prompts, 10, 1.0, 32, cache))
+        rollouts.append(sample(model, tok, prompts, max_new_tokens=10, temperature=1.0, max_prompt_tokens=32,
+                               cache=cache))
     dynamic, static = rollouts
     assert dynamic.input_ids.shape == (3, dynamic.prompt_length + 10)
     assert torch.equal(dynamic.input_ids, static.input_ids) and dynamic.responses == static.responses

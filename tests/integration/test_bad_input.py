@@ -257,7 +257,7 @@ def test_crafted_pickle_checkpoint_is_refused_unopened(tmp_path, capsys, nothing
     ("json", "state.json: not valid JSON"),
     ("tensors", "state.safetensors: not a readable safetensors file"),
     ("missing-tensors", "state.safetensors: missing"),
-    ("not-ppo", "state.json is not a PPO checkpoint's state"),
+    ("not-ppo", "state.json is not an online checkpoint's state"),
     ("other-critic", "saved with --critic separate, not shared"),
 ])
 def test_damaged_checkpoints(tmp_path, capsys, nothing_expensive, damage, message):
@@ -266,8 +266,8 @@ def test_damaged_checkpoints(tmp_path, capsys, nothing_expensive, damage, messag
     checkpoint = tmp_path / "ckpt"
     checkpoint.mkdir()
     checkpoints.save_state(checkpoint, "state", {"step": 1} if damage == "not-ppo" else
-                  {"step": 1, "critic": "separate" if damage == "other-critic" else "shared", "settings": {},
-                   "kind": "PPO"})
+                  {"step": 1, "method": "ppo", "critic": "separate" if damage == "other-critic" else "shared",
+                   "settings": {}, "kind": "online"})
     if damage == "json":
         (checkpoint / "state.json").write_text("{")
     elif damage == "tensors":

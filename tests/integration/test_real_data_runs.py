@@ -136,7 +136,7 @@ def test_ppo_on_prompt_only_data_trains_its_reward_model_on_reward_dataset(tmp_p
     prompts = layouts.prompt_only_with_answer(tmp_path)
     pairs = layouts.standard_explicit(tmp_path)
     args = ["run", "ppo", "--model", str(built["chat"]), "--dataset", str(prompts), "--output-dir",
-            str(tmp_path / "run"), "--max-steps", "1", "--rollout-batch-size", "4", "--batch-size", "4",
+            str(tmp_path / "run"), "--max-steps", "1", "--prompts-per-step", "4", "--batch-size", "4",
             "--response-length", "8", "--reward-model-steps", "2", "--eval-prompts", "4", "--eval-max-new-tokens",
             "4"]
     assert main(args) == 2

@@ -23,7 +23,7 @@ from aligner.errors import TrainingError
 from aligner.harness import rundir
 from aligner.registry import Algorithm
 
-FAST = dict(max_steps=4, rollout_batch_size=16, batch_size=8, reward_model_steps=10, eval_prompts=8,
+FAST = dict(max_steps=4, prompts_per_step=16, batch_size=8, reward_model_steps=10, eval_prompts=8,
             eval_max_new_tokens=6, response_length=10, save_every=2)
 
 
@@ -34,10 +34,10 @@ def metrics(run: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def interrupted_ppo(tmp_path_factory, toy_world):
     """A PPO run (with its own reward model) killed in iteration 3, after the checkpoint of iteration 2."""
-    from aligner_ppo import train as ppo_train
+    from aligner.online import engine
 
     tmp = tmp_path_factory.mktemp("resume")
-    original, calls = ppo_train.ppo_update, {"n": 0}
+    original, calls = engine.update, {"n": 0}
 
     def dies_in_iteration_3(*args, **kwargs):
         calls["n"] += 1
@@ -45,12 +45,12 @@ def interrupted_ppo(tmp_path_factory, toy_world):
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    ppo_train.ppo_update = dies_in_iteration_3
+    engine.update = dies_in_iteration_3
     try:
         with pytest.raises(KeyboardInterrupt, match="its checkpoints are kept in .*--resume"):
             aligner.run("ppo", output_dir=str(tmp / "killed"), verbose=False, **FAST)
     finally:
-        ppo_train.ppo_update = original
+        engine.update = original
     return tmp, next(tmp.glob(".killed.partial-*"))
 
 
@@ -170,7 +170,7 @@ def test_ctrl_c_during_dpo_exits_130_and_keeps_nothing(tmp_path, toy_world):
 def test_ctrl_c_during_ppo_keeps_its_checkpoints_for_resume(tmp_path, toy_world):
     out = tmp_path / "out"
     process = start(["run", "ppo", "--reward", "gold", "--max-steps", "100000", "--save-every", "1",
-                     "--output-dir", str(out), "--eval-prompts", "4", "--rollout-batch-size", "8", "--batch-size", "8"])
+                     "--output-dir", str(out), "--eval-prompts", "4", "--prompts-per-step", "8", "--batch-size", "8"])
     wait_for(lambda: any(tmp_path.glob(".out.partial-*/checkpoints/step-000001")), 180, "PPO's first checkpoint")
     _, stderr = ctrl_c(process)
     partial = next(tmp_path.glob(".out.partial-*"))
@@ -242,7 +242,7 @@ def tensorboard_tags(run: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("algorithm, settings, expected", [
-    ("ppo", dict(reward="gold", max_steps=2, rollout_batch_size=8, batch_size=8, response_length=8),
+    ("ppo", dict(reward="gold", max_steps=2, prompts_per_step=8, batch_size=8, response_length=8),
      {"objective/kl", "objective/scores", "loss/policy"}),
     ("dpo", dict(max_steps=3, batch_size=4), {"loss", "rewards/margins"}),
 ])

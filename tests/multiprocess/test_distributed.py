@@ -48,7 +48,7 @@ def only_run_dir(parent: Path) -> Path:
     return entries[0]
 
 
-PPO = ["run", "ppo", "--max-steps", "3", "--rollout-batch-size", "16", "--batch-size", "8", "--reward-model-steps",
+PPO = ["run", "ppo", "--max-steps", "3", "--prompts-per-step", "16", "--batch-size", "8", "--reward-model-steps",
        "10", "--response-length", "8", "--max-grad-norm", "0.05", *TINY]  # a small norm: clipping is exercised
 FSDP = {"ACCELERATE_USE_FSDP": "true"}  # what `accelerate launch` sets for an FSDP configuration; torchrun needs it
 

@@ -1,4 +1,5 @@
-"""FSDP sharding of PPO's own loop: what asks for it, what it refuses, and its gradient clipping against torch's."""
+"""FSDP sharding of the online engine: what asks for it, what it refuses, and its gradient clipping against
+torch's."""
 
 import subprocess
 import sys
@@ -7,10 +8,9 @@ import warnings
 import pytest
 
 from aligner.errors import ConfigError
-from aligner.parallel import sharding
-from aligner_ppo import train as ppo_train
+from aligner.online.engine import sharding_wanted
+from aligner.parallel import distributed, sharding
 from aligner_ppo.config import PPOSettings
-from aligner_ppo.train import shard_requested
 
 from conftest import REPO
 from helpers import free_port
@@ -40,24 +40,24 @@ def test_sharding_is_read_from_accelerates_environment(monkeypatch, env, expecte
 
 def test_one_process_never_shards(monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    assert shard_requested(PPOSettings()) is False
+    assert sharding_wanted(PPOSettings()) is False
 
 
 def test_sharded_ppo_refuses_resume(monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    monkeypatch.setattr(ppo_train, "world_size", lambda: 2)
-    assert shard_requested(PPOSettings()) is True
-    with pytest.raises(ConfigError, match="--resume: a sharded \\(FSDP\\) PPO run cannot resume"):
-        shard_requested(PPOSettings(resume="runs/ppo"))
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    assert sharding_wanted(PPOSettings()) is True
+    with pytest.raises(ConfigError, match="--resume: a sharded \\(FSDP\\) online run cannot resume"):
+        sharding_wanted(PPOSettings(resume="runs/ppo"))
 
 
 def test_ppo_under_deepspeed_says_it_runs_replicated(monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
-    monkeypatch.setattr(ppo_train, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert shard_requested(PPOSettings()) is False
+        assert sharding_wanted(PPOSettings()) is False
     assert any("full replica" in str(w.message) and "fsdp.yaml" in str(w.message) for w in caught)
 
 

@@ -53,8 +53,8 @@ def plugin_packages() -> set[str]:
 
 SHAPE = {"__init__.py", "config.py", "train.py", "loss.py", "advantages.py"}
 """The files a plugin may have: the hook, the settings, the training, pure tensor functions."""
-STAYS_UNTIL_THE_ONLINE_ENGINE = {"aligner_ppo": {"roles.py", "checkpoint.py"}}
-"""PPO's own loop keeps its roles and checkpoints until one online engine serves PPO and the critic-free methods."""
+CRITIC = {"aligner_ppo": {"critic.py"}}
+"""A method with a critic brings it to the online engine in critic.py."""
 TRAINS_NOTHING = {"aligner_base"}
 
 
@@ -115,7 +115,7 @@ def test_every_plugin_has_the_one_shape(package):
     training in train.py named as "module:function", pure functions in loss.py / advantages.py."""
     folder = REPO / "plugins" / package
     files = {p.name for p in folder.glob("*.py")}
-    assert files <= SHAPE | STAYS_UNTIL_THE_ONLINE_ENGINE.get(package, set()), files
+    assert files <= SHAPE | CRITIC.get(package, set()), files
     assert "config.py" in files
     assert ("train.py" in files) != (package in TRAINS_NOTHING)
     tree = ast.parse((folder / "__init__.py").read_text())

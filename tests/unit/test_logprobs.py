@@ -153,15 +153,18 @@ def test_ppo_trains_the_same_adapter_with_the_full_vocabulary_routines(tmp_path,
     from safetensors.torch import load_file
 
     import aligner
+    import aligner.online.rollout
+    import aligner.online.update
     import aligner.reward.model
-    import aligner_ppo.roles
+    import aligner_ppo.critic
     from benchmarks.perf import full_vocab
 
-    settings = dict(max_steps=3, rollout_batch_size=16, batch_size=8, reward_model_steps=20, eval_prompts=8,
+    settings = dict(max_steps=3, prompts_per_step=16, batch_size=8, reward_model_steps=20, eval_prompts=8,
                     eval_max_new_tokens=8, response_length=12)
     aligner.run("ppo", output_dir=str(tmp_path / "lean"), **settings)
     monkeypatch.setattr(logprobs, "response_forward", full_vocab.response_forward)
-    monkeypatch.setattr(aligner_ppo.roles, "response_forward", full_vocab.response_forward)
+    for module in (aligner.online.rollout, aligner.online.update, aligner_ppo.critic):
+        monkeypatch.setattr(module, "response_forward", full_vocab.response_forward)
     monkeypatch.setattr(aligner.reward.model, "sequence_scores", full_vocab.sequence_scores)
     aligner.run("ppo", output_dir=str(tmp_path / "full"), **settings)
     for part in ("adapter/adapter_model.safetensors", "critic/value_head.safetensors"):

@@ -85,7 +85,7 @@ def test_ppo_and_evaluation_cut_long_prompts(tmp_path, toy_world, monkeypatch):
     import json
 
     import aligner
-    from aligner_ppo import train as ppo_train
+    from aligner.online import rollout
 
     rows = [{"prompt": " ".join(["very"] * 3000) + f" the movie {'was ' * (i % 5)}",
              "chosen": " good", "rejected": " bad"} for i in range(5)]
@@ -100,9 +100,9 @@ def test_ppo_and_evaluation_cut_long_prompts(tmp_path, toy_world, monkeypatch):
         lengths.append((kwargs["max_new_tokens"], samples.prompt_length))
         return samples
 
-    monkeypatch.setattr(ppo_train, "sample", spy)
+    monkeypatch.setattr(rollout, "sample", spy)
     monkeypatch.setattr(sampling, "sample", spy)
-    aligner.run("ppo", dataset=str(path), reward="gold", max_steps=1, rollout_batch_size=8, batch_size=8,
+    aligner.run("ppo", dataset=str(path), reward="gold", max_steps=1, prompts_per_step=8, batch_size=8,
                 response_length=8, max_length=32, eval_prompts=4, eval_max_new_tokens=4,
                 output_dir=str(tmp_path / "run"), verbose=False)
     assert (8, 24) in lengths, "rollout prompts are cut to max-length minus response-length"
