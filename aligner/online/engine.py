@@ -12,6 +12,7 @@ optimizer, every random stream, the estimator's state, the data order), written 
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -31,8 +32,9 @@ from aligner.online.update import update
 from aligner.parallel import distributed, sharding
 from aligner.reward import scoring as rewards
 from aligner.reward.judges import trains_reward_model
-from aligner.training.checkpoints import (continue_run, find_checkpoint, random_streams, read_checkpoint,
-                                          restore_random_streams, write_checkpoint)
+from aligner.training.checkpoints import (continue_run, find_checkpoint, load_state, random_streams,
+                                          read_checkpoint, restore_random_streams, save_state, state_exists,
+                                          write_checkpoint)
 from aligner.training.guards import check_finite
 
 POLICY = "default"
@@ -67,9 +69,6 @@ def sharding_wanted(cfg) -> bool:
     if kind == "deepspeed" and distributed.is_main():
         warnings.warn("DeepSpeed is not used by aligner's online loop; it runs data-parallel with a full replica of "
                       "the weights on each process. Use configs/accelerate/fsdp.yaml to shard them.")
-    if kind == "fsdp" and cfg.resume:
-        raise ConfigError("--resume: a sharded (FSDP) online run cannot resume yet (its optimizer state is not "
-                          "saved); resume without the FSDP configuration, or start again")
     return kind == "fsdp"
 
 
@@ -92,6 +91,8 @@ def setup(context, method: str, critic_factory=None) -> OnlineRun:
     if sharded:
         if critic is not None:
             critic.add_adapters(model)  # earlier than unsharded, so the random streams differ from there on
+        if resumed is not None:
+            load_weights(resumed, model, critic)
         summary.update(sharding="fsdp", weights_held_per_process=sharding.shard(model, device))
     scorer, reward = rewards.reward_scorer(context, model, summary, loaded)
     model.set_adapter(POLICY)
@@ -99,7 +100,8 @@ def setup(context, method: str, critic_factory=None) -> OnlineRun:
     params = adapter_parameters(model, POLICY)
     if critic is not None:
         critic.add_adapters(model)
-        critic.start(context, model, reward)
+        if resumed is None:  # a resumed run's critic is the checkpoint's
+            critic.start(context, model, reward)
         params = params + critic.parameters(model)
         critic.trains(params)
     for p in params:
@@ -181,45 +183,84 @@ def train_online(context, method: str, critic_factory=None, *, name: str | None 
 
 
 def save(run: OnlineRun, step: int) -> None:
-    """Every process enters (a sharded model gathers its weights); the main process writes."""
+    """Every process enters (a sharded model gathers its weights). With several processes, each first stages what
+    is its own (`process_state`); the main process then writes the checkpoint with those files in it."""
+    directory = run.context.output_dir / CHECKPOINTS
+    staged = None
+    if distributed.world_size() > 1:
+        staged = directory / f".step-{step:06d}.processes"
+        staged.mkdir(parents=True, exist_ok=True)
+        save_state(staged, f"process-{distributed.rank()}", process_state(run))
+        distributed.barrier()
     with sharding.gathered(run.model):
         if distributed.is_main():
-            run.last_checkpoint = write(run.context.output_dir / CHECKPOINTS, step, run)
+            run.last_checkpoint = write(directory, step, run, staged)
+    if staged is not None:
+        distributed.barrier()  # the checkpoint is complete before any process goes on (or stops)
 
 
-def write(directory: Path, step: int, run: OnlineRun) -> Path:
-    """`optimizer` state None for a sharded run (its state lies in shards on every process): such a checkpoint
-    holds the weights but cannot be resumed from."""
+def process_state(run: OnlineRun) -> dict:
+    """What differs between processes: the random streams, the prompt sampler, the estimator's state (PPO's running
+    score moments follow this process's scores), and under sharding this process's shards of the optimizer
+    state."""
+    state = {"sampler": run.sampler.get_state(), **random_streams(), "estimator": run.estimator.state_dict()}
+    if sharding.is_sharded(run.model):
+        state["optimizer"] = sharding.optimizer_shards(run.optimizer)
+    return state
+
+
+def write(directory: Path, step: int, run: OnlineRun, staged: Path | None) -> Path:
+    """The adapters and heads, the state (the optimizer's in full when unsharded; a sharded run's lies in the
+    processes' files), and each process's staged file."""
     sharded = sharding.is_sharded(run.model)
 
     def write_files(folder: Path) -> None:
         save_adapter(run.model, POLICY, folder / "policy")
         if run.critic is not None:
             run.critic.save(run.model, folder)
+        if staged is not None:
+            for file in staged.iterdir():
+                os.replace(file, folder / file.name)
+            staged.rmdir()
 
     state = {"step": step, "optimizer": None if sharded else run.optimizer.state_dict(),
              "sampler": run.sampler.get_state(), **random_streams(), "estimator": run.estimator.state_dict(),
              "method": run.method, "critic": run.critic.name if run.critic is not None else None,
-             "settings": run.settings, "kind": KIND}
+             "processes": distributed.world_size(), "sharded": sharded, "settings": run.settings, "kind": KIND}
     return write_checkpoint(directory, step, write_files, state)
 
 
-def restore(checkpoint: Path, state: dict, run: OnlineRun) -> int:
-    """Loads what `write` saved into the live objects; returns the iteration to continue after."""
+def load_weights(checkpoint: Path, model, critic) -> None:
+    """The policy adapter and the critic's weights from a checkpoint, into an unsharded model (a sharded run loads
+    them before sharding: FSDP2 keeps its own shards, and writing into gathered weights would not reach them)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    if state["optimizer"] is None:
-        raise ConfigError(f"--resume {checkpoint}: written by a sharded (FSDP) run, which saves no optimizer state; "
-                          f"it holds the adapters and heads only")
-    set_peft_model_state_dict(run.model, load_file(checkpoint / "policy" / "adapter_model.safetensors"),
+    set_peft_model_state_dict(model, load_file(checkpoint / "policy" / "adapter_model.safetensors"),
                               adapter_name=POLICY)
-    if run.critic is not None:
-        run.critic.load(run.model, checkpoint)
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.estimator.load_state_dict(state["estimator"])
-    run.sampler.set_state(state["sampler"])
-    restore_random_streams(state)
+    if critic is not None:
+        critic.load(model, checkpoint)
+
+
+def restore(checkpoint: Path, state: dict, run: OnlineRun) -> int:
+    """Loads what `write` saved into the live objects; returns the iteration to continue after. A sharded run
+    resumes with as many processes, sharded again; each process continues its own streams."""
+    sharded, processes = sharding.is_sharded(run.model), distributed.world_size()
+    own = None
+    if processes > 1:
+        name = f"process-{distributed.rank()}"
+        if not state_exists(checkpoint, name):
+            raise ConfigError(f"--resume {checkpoint}: {name}.json or {name}.safetensors is missing")
+        own = load_state(checkpoint, name)
+    if sharded:  # the weights were loaded before sharding (`setup`)
+        sharding.load_optimizer_shards(run.optimizer, own["optimizer"])
+    else:
+        load_weights(checkpoint, run.model, run.critic)
+        run.optimizer.load_state_dict(state["optimizer"])
+    mine = own if own is not None else state
+    run.estimator.load_state_dict(mine["estimator"])
+    run.sampler.set_state(mine["sampler"])
+    restore_random_streams(mine)
     return state["step"]
 
 
@@ -240,11 +281,25 @@ def finish(run: OnlineRun):
 
 def read_state(checkpoint: Path, cfg, method: str | None, critic: str | None) -> dict:
     """The state of an online checkpoint of the same method (when named) and critic, made with these settings
-    (`read_checkpoint`): another method's estimator state, or another critic's weights, would not load."""
+    (`read_checkpoint`): another method's estimator state, or another critic's weights, would not load. A sharded
+    run's checkpoint resumes only sharded over as many processes (each holds its own optimizer shards), an
+    unsharded one only unsharded, and any with as many processes as wrote it (each continues its own streams)."""
     same = {"critic": (critic, "--critic")}
     if method is not None:
         same = {"method": (method, "algorithm"), **same}
-    return read_checkpoint(checkpoint, KIND, to_dict(cfg), cfg.allow_changed_settings, RESUMABLE_CHANGES, same=same)
+    state = read_checkpoint(checkpoint, KIND, to_dict(cfg), cfg.allow_changed_settings, RESUMABLE_CHANGES, same=same)
+    processes, saved = distributed.world_size(), state.get("processes", 1)
+    sharded = processes > 1 and sharding.sharding_requested() == "fsdp"
+    if state.get("sharded") and (not sharded or saved != processes):
+        raise ConfigError(f"--resume {checkpoint}: written by a run sharded over {saved} processes; resume it with "
+                          f"the same FSDP launch and {saved} processes")
+    if sharded and not state.get("sharded"):
+        raise ConfigError(f"--resume {checkpoint}: written by an unsharded run; resume it without the FSDP "
+                          f"configuration")
+    if saved != processes:
+        raise ConfigError(f"--resume {checkpoint}: written by a run of {saved} processes, each with its own "
+                          f"prompts and random streams; resume it with {saved}")
+    return state
 
 
 def check_online(cfg, registry=None, method: str | None = None, critic: str | None = None) -> None:

@@ -1,6 +1,7 @@
-"""Sharded weights for aligner's own training loops (PPO), with PyTorch's FSDP2 (`fully_shard`).
+"""Sharded weights for aligner's online engine, with PyTorch's FSDP2 (`fully_shard`).
 
-DPO and ORPO get sharding from TRL's trainers through accelerate. PPO is aligner's own loop, so it shards here when
+With `--implementation trl`, the offline methods get sharding from TRL's trainers through accelerate. The online
+engine is aligner's own loop, so it shards here when
 `accelerate launch` was given an FSDP configuration (accelerate then sets ACCELERATE_USE_FSDP=true; with torchrun,
 set it yourself). Every decoder block and then the whole PeftModel become FSDP units over all processes: the frozen
 base weights and the LoRA adapters of every role are split across processes, and FSDP2 all-gathers one block at a
@@ -122,3 +123,32 @@ def _unshard(modules) -> None:
         module.unshard()
     for module in modules:
         module.set_reshard_after_forward(False, recurse=False)
+
+
+def optimizer_shards(optimizer) -> dict:
+    """This process's part of a sharded model's optimizer state: the optimizer's state dict with every sharded
+    (DTensor) value replaced by the local shard, a plain tensor a state file can hold."""
+    from torch.distributed.tensor import DTensor
+
+    state = optimizer.state_dict()
+    local = {index: {key: value.to_local() if isinstance(value, DTensor) else value for key, value in entry.items()}
+             for index, entry in state["state"].items()}
+    return {"state": local, "param_groups": state["param_groups"]}
+
+
+def load_optimizer_shards(optimizer, shards: dict) -> None:
+    """Loads what `optimizer_shards` saved on this process, in a run sharded the same way: each local shard becomes
+    a DTensor placed like its parameter again."""
+    from torch.distributed.tensor import DTensor
+
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def placed(value, param):
+        if isinstance(param, DTensor) and torch.is_tensor(value) and value.dim() == param.dim():
+            return DTensor.from_local(value.to(param.device), param.device_mesh, param.placements, shape=param.shape,
+                                      stride=param.stride())
+        return value
+
+    state = {index: {key: placed(value, params[int(index)]) for key, value in entry.items()}
+             for index, entry in shards["state"].items()}
+    optimizer.load_state_dict({"state": state, "param_groups": shards["param_groups"]})

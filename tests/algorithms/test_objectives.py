@@ -120,19 +120,23 @@ def test_offline_variants_move_their_objective(tmp_path, toy_world, name, metric
 
 
 @pytest.mark.slow
-def test_a_resumed_grpo_run_trains_what_the_uninterrupted_one_trains(tmp_path, toy_world):
+@pytest.mark.parametrize("name", ["grpo", "rloo", "reinforce-pp"])
+def test_a_resumed_critic_free_run_trains_what_the_uninterrupted_one_trains(tmp_path, toy_world, name):
     from safetensors.torch import load_file
 
     from aligner.errors import CheckpointError
 
     small = dict(ONLINE, max_steps=4, save_every=2, eval_prompts=4, eval_max_new_tokens=4)
-    aligner.run("grpo", output_dir=str(tmp_path / "whole"), **small)
-    aligner.run("grpo", output_dir=str(tmp_path / "half"), **{**small, "max_steps": 2})
-    summary = aligner.run("grpo", output_dir=str(tmp_path / "resumed"), resume=str(tmp_path / "half"), **small)
+    aligner.run(name, output_dir=str(tmp_path / "whole"), **small)
+    aligner.run(name, output_dir=str(tmp_path / "half"), **{**small, "max_steps": 2})
+    summary = aligner.run(name, output_dir=str(tmp_path / "resumed"), resume=str(tmp_path / "half"), **small)
     assert summary["resumed_from_step"] == 2
     whole = load_file(str(tmp_path / "whole" / "adapter" / "adapter_model.safetensors"))
     resumed = load_file(str(tmp_path / "resumed" / "adapter" / "adapter_model.safetensors"))
     assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
     with pytest.raises(CheckpointError, match="learning_rate: 0.003 -> 0.001"):
-        aligner.run("grpo", output_dir=str(tmp_path / "changed"), resume=str(tmp_path / "half"),
+        aligner.run(name, output_dir=str(tmp_path / "changed"), resume=str(tmp_path / "half"),
                     **{**small, "learning_rate": 1e-3})
+    other = "rloo" if name == "grpo" else "grpo"
+    with pytest.raises(CheckpointError, match=f"saved with algorithm {name}, not {other}"):
+        aligner.run(other, output_dir=str(tmp_path / "other"), resume=str(tmp_path / "half"), **small)

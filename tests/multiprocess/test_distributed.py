@@ -1,6 +1,6 @@
 """Two CPU processes (gloo) under torchrun and under `accelerate launch` with the shipped configurations: both
-processes contribute, metrics are reduced, one run directory is written; PPO sharded with FSDP trains exactly as
-replicated PPO does."""
+processes contribute, metrics are reduced, one run directory is written; PPO and GRPO sharded with FSDP train
+exactly as replicated runs do, and a sharded run resumes exactly."""
 
 import json
 import os
@@ -95,8 +95,13 @@ def test_ppo_sharded_with_fsdp_trains_as_replicated(tmp_path, replicated_ppo_run
                                                                       rel=1e-4)
     from aligner.training import checkpoints
 
-    state = checkpoints.load_state(run / "checkpoints" / "step-000003", "state")
-    assert state["optimizer"] is None, "a sharded run's checkpoint holds no (partial) optimizer state"
+    checkpoint = run / "checkpoints" / "step-000003"
+    state = checkpoints.load_state(checkpoint, "state")
+    assert state["optimizer"] is None and state["sharded"], "the main process holds no optimizer state of its own"
+    shards = [checkpoints.load_state(checkpoint, f"process-{rank}")["optimizer"] for rank in (0, 1)]
+    assert shards[0]["state"].keys() == shards[1]["state"].keys() and shards[0]["state"]
+    first = next(iter(shards[0]["state"]))
+    assert shards[0]["state"][first]["exp_avg"].numel() > 0, "each process holds its own shards of the moments"
 
 
 def test_ppo_separate_critic_sharded_with_fsdp(tmp_path, toy_world):
@@ -186,3 +191,36 @@ def test_bench_runs_each_run_on_two_processes(tmp_path, toy_world):
     launch(["bench", str(suite), "--output-dir", str(tmp_path / "out"), "--num-processes", "2"], processes=1)
     summary = json.loads((tmp_path / "out" / "runs" / "dpo-seed0" / "summary.json").read_text())
     assert summary["num_processes"] == 2
+
+
+SHARDED_PPO = ["run", "ppo", "--critic", "separate", "--reward", "gold", "--prompts-per-step", "8", "--batch-size",
+               "4", "--response-length", "8", "--save-every", "2", *TINY]
+
+
+def test_sharded_run_resumes_exactly(tmp_path, toy_world):
+    """Each process saves its optimizer shards, prompt sampler and random streams beside the checkpoint: a sharded
+    PPO run (separate critic: policy and critic adapters sharded, value head and estimator state beside them)
+    stopped after iteration 2 and resumed with the same launch ends with the uninterrupted run's weights."""
+    launch([*SHARDED_PPO, "--max-steps", "4", "--output-dir", str(tmp_path / "whole" / "run")], env=FSDP)
+    launch([*SHARDED_PPO, "--max-steps", "2", "--output-dir", str(tmp_path / "first" / "run")], env=FSDP)
+    first = only_run_dir(tmp_path / "first")
+    checkpoint = first / "checkpoints" / "step-000002"
+    assert sorted(p.name for p in checkpoint.glob("process-*.json")) == ["process-0.json", "process-1.json"]
+    launch([*SHARDED_PPO, "--max-steps", "4", "--resume", str(first), "--output-dir",
+            str(tmp_path / "resumed" / "run")], env=FSDP)
+    whole, resumed = only_run_dir(tmp_path / "whole"), only_run_dir(tmp_path / "resumed")
+    assert json.loads((resumed / "summary.json").read_text())["resumed_from_step"] == 2
+    for part in ("adapter", "critic/adapter"):
+        a, b = adapter_weights(resumed / part), adapter_weights(whole / part)
+        assert a.keys() == b.keys()
+        for name in a:
+            assert torch.equal(a[name], b[name]), f"{part}: {name} differs after resume"
+    from safetensors.torch import load_file
+
+    heads = [load_file(run / "critic" / "value_head.safetensors") for run in (resumed, whole)]
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
+    unsharded = tmp_path / "unsharded"
+    result = subprocess.run([sys.executable, "-m", "aligner", *SHARDED_PPO, "--max-steps", "4", "--resume",
+                             str(first), "--output-dir", str(unsharded)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "written by a run sharded over 2 processes; resume it with the same FSDP launch" in result.stderr

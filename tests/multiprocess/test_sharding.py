@@ -7,7 +7,6 @@ import warnings
 
 import pytest
 
-from aligner.errors import ConfigError
 from aligner.online.engine import sharding_wanted
 from aligner.parallel import distributed, sharding
 from aligner_ppo.config import PPOSettings
@@ -43,12 +42,11 @@ def test_one_process_never_shards(monkeypatch):
     assert sharding_wanted(PPOSettings()) is False
 
 
-def test_sharded_ppo_refuses_resume(monkeypatch):
+def test_fsdp_is_wanted_with_several_processes(monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
     assert sharding_wanted(PPOSettings()) is True
-    with pytest.raises(ConfigError, match="--resume: a sharded \\(FSDP\\) online run cannot resume"):
-        sharding_wanted(PPOSettings(resume="runs/ppo"))
+    assert sharding_wanted(PPOSettings(resume="runs/ppo")) is True, "a sharded run resumes (with as many processes)"
 
 
 def test_ppo_under_deepspeed_says_it_runs_replicated(monkeypatch):
