@@ -37,8 +37,11 @@ def run_aligner(iterations: int, seed: int) -> dict:
                           learning_rate=1e-3, kl_coef=0.05, cliprange=0.2, loss_aggregation="token",
                           missing_eos_penalty=0.0, seed=seed, eval_prompts=8, tensor_memory="off",
                           output_dir=f"/tmp/grpo-race-aligner-{seed}", overwrite=True, verbose=False)
+    rows = [json.loads(line) for line in open(f"/tmp/grpo-race-aligner-{seed}/metrics.jsonl") if line.strip()]
+    phases = {phase: sum(row[f"time/{phase}"] for row in rows if f"time/{phase}" in row)
+              for phase in ("rollout", "scoring", "update")}
     return {"train_seconds": summary["train_seconds"], "completions": iterations * PROMPTS * GENERATIONS,
-            "completion_tokens": summary["generated_tokens"]}
+            "completion_tokens": summary["generated_tokens"], "phases": phases}
 
 
 def run_trl(iterations: int, seed: int) -> dict:
@@ -121,7 +124,13 @@ def main(argv=None) -> None:
     lines += [f"| median | {median['aligner']:.1f} | {median['trl']:.1f} | {tokens['aligner']:.0f} | "
               f"{tokens['trl']:.0f} |", "",
               f"aligner / TRL, completions per second of training: {result['aligner_over_trl']:.2f}x "
-              f"(completion tokens per second: {tokens['aligner'] / tokens['trl']:.2f}x)"]
+              f"(completion tokens per second: {tokens['aligner'] / tokens['trl']:.2f}x)", "",
+              "Where aligner's training time goes (seconds per round: sampling; scoring = the policy's and the "
+              "reference's log-probs and the reward; the update; the rest is the loop's own bookkeeping):", "",
+              "| round | sampling | scoring | update | train time |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {i + 1} | {r['aligner']['phases']['rollout']:.1f} | {r['aligner']['phases']['scoring']:.1f} | "
+              f"{r['aligner']['phases']['update']:.1f} | {r['aligner']['train_seconds']:.1f} |"
+              for i, r in enumerate(rounds)]
     publish(args.output, result, lines)
 
 
