@@ -26,15 +26,15 @@ from aligner.errors import ConfigError
 from aligner.harness.rundir import CHECKPOINTS
 from aligner.modeling.base import (adapter_parameters, checkpointing_active, disable_dropout,
                                    enable_gradient_checkpointing, lora_config, save_adapter)
+from aligner.modeling.merged import merge_for_sampling
 from aligner.online.estimators import Estimator, estimator
 from aligner.online.rollout import OnlineRollout, generate, rollout_metrics, score
 from aligner.online.update import update
 from aligner.parallel import distributed, sharding
 from aligner.reward import scoring as rewards
 from aligner.reward.judges import trains_reward_model
-from aligner.training.checkpoints import (continue_run, find_checkpoint, load_state, random_streams,
-                                          read_checkpoint, restore_random_streams, save_state, state_exists,
-                                          write_checkpoint)
+from aligner.training.checkpoints import (continue_run, find_checkpoint, load_state, random_streams, read_checkpoint,
+                                          restore_random_streams, save_state, state_exists, write_checkpoint)
 from aligner.training.guards import check_finite
 
 POLICY = "default"
@@ -57,6 +57,7 @@ class OnlineRun:
     sampler: torch.Generator
     prompts: PromptRows
     settings: dict
+    merged_sampling: bool = False
     first_step: int = 1
     last_checkpoint: Path | None = None
     totals: dict = field(default_factory=lambda: {"generated": 0, "trained": 0, "rollout": 0.0, "update": 0.0})
@@ -112,7 +113,9 @@ def setup(context, method: str, critic_factory=None) -> OnlineRun:
     if distributed.rank():
         torch.manual_seed(cfg.seed + distributed.rank())
     run = OnlineRun(context, method, model, estimator(method, cfg), critic, scorer, params, optimizer, sampler,
-                    PromptRows(context.train_dataset), to_dict(cfg))
+                    PromptRows(context.train_dataset), to_dict(cfg),
+                    merge_for_sampling(cfg.sampling_weights, model, sharding.is_sharded(model)))
+    summary["sampling_weights"] = "merged" if run.merged_sampling else "adapter"
     if resumed is not None:
         state = read_state(resumed, cfg, method, critic.name if critic is not None else None)
         run.first_step = restore(resumed, state, run) + 1
@@ -126,7 +129,7 @@ def iteration(run: OnlineRun, step: int) -> dict:
     cfg, context = run.context.config, run.context
     chosen = torch.randperm(len(run.prompts), generator=run.sampler)[:cfg.prompts_per_step].tolist()
     prompts, columns = run.prompts.take(chosen)
-    samples = generate(run.model, context.tokenizer, prompts, cfg)
+    samples = generate(run.model, context.tokenizer, prompts, cfg, run.merged_sampling)
     scoring_started = time.perf_counter()
     rollout = score(run.model, run.critic, samples, columns, run.scorer, cfg, step, run.last_checkpoint)
     advantages = run.estimator(rollout, cfg)
@@ -203,10 +206,15 @@ def process_state(run: OnlineRun) -> dict:
     """What differs between processes: the random streams, the prompt sampler, the estimator's state (PPO's running
     score moments follow this process's scores), and under sharding this process's shards of the optimizer
     state."""
-    state = {"sampler": run.sampler.get_state(), **random_streams(), "estimator": run.estimator.state_dict()}
+    state = streams(run)
     if sharding.is_sharded(run.model):
         state["optimizer"] = sharding.optimizer_shards(run.optimizer)
     return state
+
+
+def streams(run: OnlineRun) -> dict:
+    """This process's random streams, prompt sampler and estimator state."""
+    return {"sampler": run.sampler.get_state(), **random_streams(), "estimator": run.estimator.state_dict()}
 
 
 def write(directory: Path, step: int, run: OnlineRun, staged: Path | None) -> Path:
@@ -223,8 +231,7 @@ def write(directory: Path, step: int, run: OnlineRun, staged: Path | None) -> Pa
                 os.replace(file, folder / file.name)
             staged.rmdir()
 
-    state = {"step": step, "optimizer": None if sharded else run.optimizer.state_dict(),
-             "sampler": run.sampler.get_state(), **random_streams(), "estimator": run.estimator.state_dict(),
+    state = {"step": step, "optimizer": None if sharded else run.optimizer.state_dict(), **streams(run),
              "method": run.method, "critic": run.critic.name if run.critic is not None else None,
              "processes": distributed.world_size(), "sharded": sharded, "settings": run.settings, "kind": KIND}
     return write_checkpoint(directory, step, write_files, state)
@@ -246,12 +253,7 @@ def restore(checkpoint: Path, state: dict, run: OnlineRun) -> int:
     """Loads what `write` saved into the live objects; returns the iteration to continue after. A sharded run
     resumes with as many processes, sharded again; each process continues its own streams."""
     sharded, processes = sharding.is_sharded(run.model), distributed.world_size()
-    own = None
-    if processes > 1:
-        name = f"process-{distributed.rank()}"
-        if not state_exists(checkpoint, name):
-            raise ConfigError(f"--resume {checkpoint}: {name}.json or {name}.safetensors is missing")
-        own = load_state(checkpoint, name)
+    own = load_state(checkpoint, f"process-{distributed.rank()}") if processes > 1 else None
     if sharded:  # the weights were loaded before sharding (`setup`)
         sharding.load_optimizer_shards(run.optimizer, own["optimizer"])
     else:
@@ -299,6 +301,10 @@ def read_state(checkpoint: Path, cfg, method: str | None, critic: str | None) ->
     if saved != processes:
         raise ConfigError(f"--resume {checkpoint}: written by a run of {saved} processes, each with its own "
                           f"prompts and random streams; resume it with {saved}")
+    own = f"process-{distributed.rank()}"
+    if processes > 1 and not state_exists(checkpoint, own):
+        raise ConfigError(f"--resume {checkpoint}: {own}.json or {own}.safetensors, this process's part of the "
+                          f"checkpoint, is missing")
     return state
 
 
@@ -306,5 +312,14 @@ def check_online(cfg, registry=None, method: str | None = None, critic: str | No
     """Before anything loads: the reward source exists, and a checkpoint to resume is readable, an online one of
     the same method and critic, and made with these settings."""
     rewards.check_reward(cfg, registry)
+    check_sampling_weights(cfg)
     if cfg.resume:
         read_state(find_checkpoint(cfg.resume), cfg, method, critic)
+
+
+def check_sampling_weights(cfg) -> None:
+    """A sharded run's gathered weights belong to FSDP: it samples through the adapter, so asking it to merge is
+    refused (auto picks the adapter there by itself)."""
+    if cfg.sampling_weights == "merged" and distributed.world_size() > 1 and sharding.sharding_requested() == "fsdp":
+        raise ConfigError("--sampling-weights merged: a sharded (FSDP) run samples through its adapter; use auto or "
+                          "adapter")

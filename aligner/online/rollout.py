@@ -4,6 +4,7 @@ critic's values when the method has one."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +13,7 @@ from aligner.data.prompts import repeat_columns
 from aligner.errors import TrainingError
 from aligner.modeling.base import reference
 from aligner.modeling.logprobs import response_forward
+from aligner.modeling.merged import merged_adapter
 from aligner.modeling.sampling import Samples, sample
 from aligner.online.quantities import kl_estimate
 from aligner.parallel.sharding import gathered
@@ -37,12 +39,13 @@ class OnlineRollout:
         return kl_estimate(self.old_logprobs, self.ref_logprobs, self.mask, "k1")
 
 
-def generate(model, tokenizer, prompts: list, cfg) -> Samples:
+def generate(model, tokenizer, prompts: list, cfg, merged: bool = False) -> Samples:
     """`samples_per_prompt` responses per prompt (each a draw of its own) by pure sampling at the temperature the
-    log-probs use; the global random streams advance, so a resumed run draws what the uninterrupted one drew."""
+    log-probs use, through the adapter or with it merged into a copy of the weights (`aligner.modeling.merged`);
+    the global random streams advance, so a resumed run draws what the uninterrupted one drew."""
     repeated = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
     model.eval()
-    with gathered(model):
+    with gathered(model), (merged_adapter(model) if merged else contextlib.nullcontext()):
         return sample(model, tokenizer, repeated, max_new_tokens=cfg.response_length, temperature=cfg.temperature,
                       max_prompt_tokens=cfg.max_length - cfg.response_length, cache=cfg.generation_cache)
 

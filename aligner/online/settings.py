@@ -56,6 +56,12 @@ class OnlineSettings(RewardSourceSettings, CheckpointSettings):
     generation_cache: str = setting("dynamic", "KV cache of rollout generation: dynamic (grows per token), or static "
                                                "(allocated once for the whole response, which lets transformers "
                                                "compile the decode step on a GPU).", choices=("dynamic", "static"))
+    sampling_weights: str = setting("auto", "Weights rollouts sample with: merged (the policy's LoRA folded into a "
+                                            "copy of each adapted weight for the rollout: one matmul per layer "
+                                            "instead of three, at the cost of that copy), adapter (the base and "
+                                            "the adapter, as training computes), or auto (merged when the copy "
+                                            "takes at most a tenth of the device's memory and the model is not "
+                                            "sharded).", choices=("auto", "merged", "adapter"))
     kl_coef: float = setting(0.05, "KL strength (beta): in the loss or in the reward, as the algorithm places it.")
     cliprange: float = setting(0.2, "Policy ratio clip range.")
     loss_aggregation: str = setting("token", "token: every token of the batch weighs the same (PPO, DAPO, Dr. GRPO); "

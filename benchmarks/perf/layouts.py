@@ -199,12 +199,14 @@ def ppo_iteration(parts: PPOParts, samples, cfg, optimizer, estimator, generator
 
 
 def ppo_settings(layout: str, batch: int, prompt_length: int, response_length: int, **extra):
+    """Rollouts sample through the adapter (`--sampling-weights adapter`): the memory the layouts compare holds no
+    merged copy of the weights."""
     from aligner_ppo.config import PPOSettings
 
     return PPOSettings(critic="shared" if layout == "ppo-shared" else "separate", prompts_per_step=batch,
                        batch_size=batch, epochs=1, response_length=response_length,
                        max_length=prompt_length + response_length, lora_r=LORA_RANK, lora_alpha=2 * LORA_RANK,
-                       **extra)
+                       sampling_weights="adapter", **extra)
 
 
 def run_ppo(layout: str, args, where) -> dict:

@@ -86,3 +86,14 @@ def test_the_shipped_fsdp_configuration_is_fsdp2():
 
     config = yaml.safe_load((REPO / "configs" / "accelerate" / "fsdp.yaml").read_text())
     assert config["distributed_type"] == "FSDP" and config["fsdp_config"]["fsdp_version"] == 2
+
+
+def test_merged_sampling_is_refused_under_fsdp(monkeypatch):
+    from aligner.errors import ConfigError
+    from aligner.online.engine import check_sampling_weights
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    with pytest.raises(ConfigError, match="--sampling-weights merged: a sharded \\(FSDP\\) run samples through"):
+        check_sampling_weights(PPOSettings(sampling_weights="merged"))
+    check_sampling_weights(PPOSettings(sampling_weights="auto"))
