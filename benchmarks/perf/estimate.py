@@ -3,7 +3,7 @@
 The step runs on fake tensors (torch's FakeTensorMode: every operator computes its output's shape and dtype and
 allocates nothing) under aligner's storage counter (aligner.harness.memory), so the count is of the tensors the real step
 would hold, operator by operator, through the same code: the perf suite's layouts (benchmarks.perf.layouts) and
-PPO's own scoring and update functions. Where a real run looks at a value (`.item()`, `if tensor:`), the fake one
+the online engine's scoring and update with PPO's critic. Where a real run looks at a value (`.item()`, `if tensor:`), the fake one
 gets a plausible constant (1, 1.0 or True), which decides no shape.
 
 What differs from a real step, and how:
