@@ -7,7 +7,8 @@ A method is an estimator plus its settings (GRPO, RLOO, REINFORCE++), and option
 the policy's hidden states, or its own adapter and head). Everything else holds for all of them alike: one base
 with the policy adapter (the reference is the base with adapters off), the reward sources, FSDP2 sharding under an
 FSDP launch, the NaN rule, metric names, and checkpoints that resume exactly (the adapters and heads, the
-optimizer, every random stream, the estimator's state, the data order), written by the main process alone.
+optimizer, every random stream, the estimator's state, the data order), written by the main process with each
+process's own part (its streams, estimator state and optimizer shards) beside it.
 """
 
 from __future__ import annotations
