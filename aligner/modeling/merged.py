@@ -42,11 +42,15 @@ def merged_copy_bytes(model) -> int:
 
 
 def device_memory_bytes(device: torch.device) -> int:
+    """The device's total memory; 0 where the system does not say (`auto` then samples through the adapter)."""
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory
     import os
 
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def merge_for_sampling(choice: str, model, sharded: bool) -> bool:
