@@ -5,8 +5,9 @@ matmuls (the base weight, LoRA's A and B) plus peft's per-layer bookkeeping. Wit
 once per rollout, it costs one. The base weights themselves are never written: each adapted layer's weight is
 swapped for a merged copy for the duration and the original tensor put back, bit for bit, so the reference (the
 base with adapters off) and every other adapter are untouched. The price is one copy of every adapted weight while
-sampling, and a sampling distribution that differs from the trained computation by float rounding (the log-probs
-the update compares against are always computed without merging).
+sampling, and a sampling distribution that differs from the trained computation by float rounding; where the
+rollout keeps the sampler's log-probs (`--old-logprobs`), the update's ratio is taken against the distribution
+actually sampled.
 """
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ def merge_for_sampling(choice: str, model, sharded: bool) -> bool:
     return merged_copy_bytes(model) <= MERGE_SHARE * device_memory_bytes(device)
 
 
+def _add_delta(layer, name: str, weight: torch.Tensor) -> torch.Tensor:
+    """A new tensor `weight + scaling * B @ A`, written in one pass (`addmm`), or through peft's own delta where the
+    layer stores its weight transposed (`fan_in_fan_out`) or the adapter is in another dtype."""
+    a, b = layer.lora_A[name].weight, layer.lora_B[name].weight
+    if layer.fan_in_fan_out or a.dtype != weight.dtype or b.dtype != weight.dtype:
+        return weight + layer.get_delta_weight(name)
+    return torch.addmm(weight, b, a, alpha=layer.scaling[name])
+
+
 @contextlib.contextmanager
 def merged_adapter(model):
     """For the block, every adapted layer computes with `W + delta` (peft's own delta) in one matmul; afterwards the
@@ -74,9 +84,9 @@ def merged_adapter(model):
             for layer, active in _adapted_layers(model):
                 base = layer.get_base_layer()
                 original = base.weight
-                merged = original.detach().clone()
+                merged = None
                 for name in active:
-                    merged += layer.get_delta_weight(name)
+                    merged = _add_delta(layer, name, original if merged is None else merged)
                 swapped.append((layer, base, original))
                 base.weight = torch.nn.Parameter(merged, requires_grad=False)
                 layer.merged_adapters = list(active)  # peft then runs the base layer alone

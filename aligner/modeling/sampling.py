@@ -6,6 +6,10 @@ logits at `temperature`, nothing else. `model.generate` would otherwise merge in
 tokens, ...), and a policy-gradient loss would then compare log-probs of a distribution nobody sampled from. So
 generation runs with a `GenerationConfig` holding only what aligner sets, in place of the model's own.
 
+Rollouts can also keep the log-prob of each sampled token under the distribution it was drawn from
+(`logprobs=True`), recorded as generation goes: the log-probs an importance ratio needs, without a second forward
+pass over the responses.
+
 Prompts longer than `max_prompt_tokens` keep their last tokens (the ones the response continues), as TRL's GRPO
 does; a prompt is never allowed to grow a batch without bound.
 """
@@ -17,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 
 @dataclass
@@ -30,6 +34,7 @@ class Samples:
     responses: list[str]
     has_eos: torch.Tensor         # whether each response ended with EOS within the length cap
     seconds: float = 0.0
+    logprobs: torch.Tensor | None = None  # (N, R) float32 log p of each sampled token as drawn, zero on padding
 
     @property
     def response_ids(self) -> torch.Tensor:
@@ -89,6 +94,38 @@ def _seeded(seed: int | None, device: torch.device):
             torch.cuda.set_rng_state_all(cuda_state)
 
 
+class SampledLogprobs(LogitsProcessor):
+    """Records log p of each sampled token at `temperature` while `generate` runs, changing no score.
+
+    A logits processor sees the scores a token is drawn from, but not the token; the next call's `input_ids` end
+    with it. So each call keeps one step's log-softmax (one batch x vocabulary tensor, never the whole response's)
+    and picks from the previous step's; `finish` picks the last. transformers applies the temperature after
+    the caller's processors, so it is applied here too; `generation_config` adds nothing else that changes the
+    distribution."""
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+        self.previous: torch.Tensor | None = None
+        self.picked: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.previous is not None:
+            self.picked.append(self.previous.gather(1, input_ids[:, -1:]).squeeze(1))
+        self.previous = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor, width: int) -> torch.Tensor:
+        """(batch, width) log-probs of the generated tokens, the last `len(steps)` columns of `sequences`, zero
+        past them."""
+        if self.previous is not None:
+            self.picked.append(self.previous.gather(1, sequences[:, -1:]).squeeze(1))
+            self.previous = None
+        out = torch.zeros(sequences.shape[0], width, device=sequences.device)
+        if self.picked:
+            out[:, :len(self.picked)] = torch.stack(self.picked, dim=1)
+        return out
+
+
 def keep_end(ids: list[int], limit: int, bos_id: int | None) -> list[int]:
     """The last `limit` tokens of a prompt, keeping a leading BOS where the tokenizer put one."""
     if len(ids) <= limit:
@@ -109,27 +146,32 @@ def encode_prompts(tokenizer, prompts: list, max_prompt_tokens: int | None = Non
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature: float,
            max_prompt_tokens: int | None = None, seed: int | None = None, batch_size: int | None = None,
-           cache: str = "dynamic", progress: str | None = None) -> Samples:
+           cache: str = "dynamic", progress: str | None = None, logprobs: bool = False) -> Samples:
     """One response per prompt. `batch_size` splits generation into chunks (all prompts are padded together, so
     the result does not depend on it); `seed` makes the draw reproducible without touching the global streams;
-    `progress` names a progress bar over the chunks."""
+    `progress` names a progress bar over the chunks; `logprobs` keeps each sampled token's log-prob (the draw
+    itself is the same either way)."""
     started = time.perf_counter()
     device = next(model.parameters()).device
     enc = encode_prompts(tokenizer, prompts, max_prompt_tokens).to(device)
     config = generation_config(tokenizer, max_new_tokens, temperature, cache)
     step = batch_size or len(prompts)
-    chunks = []
+    chunks, chunk_logprobs = [], []
     with _seeded(seed, device), only(model, config):
         from tqdm.auto import tqdm
 
         for start in tqdm(range(0, len(prompts), step), desc=progress, disable=progress is None, leave=False,
                           dynamic_ncols=True):
             ids = enc["input_ids"][start:start + step]
+            recorder = SampledLogprobs(temperature) if logprobs else None
             # synced_gpus=False: each process decodes alone, never waiting for others (evaluation runs on the
             # main process only; sharded rollouts decode on gathered weights)
             out = model.generate(input_ids=ids, attention_mask=enc["attention_mask"][start:start + step],
-                                 generation_config=config, synced_gpus=False)
+                                 generation_config=config, synced_gpus=False,
+                                 logits_processor=LogitsProcessorList([recorder] if recorder else []))
             response = out[:, ids.shape[1]:]
+            if recorder is not None:
+                chunk_logprobs.append(recorder.finish(out, max_new_tokens))
             pad = torch.full((response.shape[0], max_new_tokens - response.shape[1]), tokenizer.pad_token_id,
                              dtype=response.dtype, device=device)
             chunks.append(torch.cat([response, pad], dim=1))
@@ -138,6 +180,7 @@ def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature:
     response_ids = response_ids.masked_fill(response_mask == 0, tokenizer.pad_token_id)
     has_eos = ((response_ids == tokenizer.eos_token_id) & (response_mask == 1)).any(dim=1)
     texts = [t.strip() for t in tokenizer.batch_decode(response_ids, skip_special_tokens=True)]
+    sampled = torch.cat(chunk_logprobs) * response_mask if logprobs else None
     return Samples(list(prompts), torch.cat([enc["input_ids"], response_ids], dim=1),
                    torch.cat([enc["attention_mask"], response_mask], dim=1), response_mask,
-                   enc["input_ids"].shape[1], texts, has_eos, time.perf_counter() - started)
+                   enc["input_ids"].shape[1], texts, has_eos, time.perf_counter() - started, sampled)

@@ -29,7 +29,7 @@ from aligner.modeling.base import (adapter_parameters, checkpointing_active, dis
                                    enable_gradient_checkpointing, lora_config, save_adapter)
 from aligner.modeling.merged import merge_for_sampling
 from aligner.online.estimators import Estimator, estimator
-from aligner.online.rollout import OnlineRollout, generate, rollout_metrics, score
+from aligner.online.rollout import OnlineRollout, generate, rollout_metrics, sampler_logprobs, score
 from aligner.online.update import update
 from aligner.parallel import distributed, sharding
 from aligner.reward import scoring as rewards
@@ -59,6 +59,7 @@ class OnlineRun:
     prompts: PromptRows
     settings: dict
     merged_sampling: bool = False
+    sampler_logprobs: bool = False
     first_step: int = 1
     last_checkpoint: Path | None = None
     totals: dict = field(default_factory=lambda: {"generated": 0, "trained": 0, "rollout": 0.0, "update": 0.0})
@@ -115,8 +116,10 @@ def setup(context, method: str, critic_factory=None) -> OnlineRun:
         torch.manual_seed(cfg.seed + distributed.rank())
     run = OnlineRun(context, method, model, estimator(method, cfg), critic, scorer, params, optimizer, sampler,
                     PromptRows(context.train_dataset), to_dict(cfg),
-                    merge_for_sampling(cfg.sampling_weights, model, sharding.is_sharded(model)))
+                    merge_for_sampling(cfg.sampling_weights, model, sharding.is_sharded(model)),
+                    sampler_logprobs(cfg.old_logprobs, model))
     summary["sampling_weights"] = "merged" if run.merged_sampling else "adapter"
+    summary["old_logprobs"] = "sampler" if run.sampler_logprobs else "recompute"
     if resumed is not None:
         state = read_state(resumed, cfg, method, critic.name if critic is not None else None)
         run.first_step = restore(resumed, state, run) + 1
@@ -130,7 +133,7 @@ def iteration(run: OnlineRun, step: int) -> dict:
     cfg, context = run.context.config, run.context
     chosen = torch.randperm(len(run.prompts), generator=run.sampler)[:cfg.prompts_per_step].tolist()
     prompts, columns = run.prompts.take(chosen)
-    samples = generate(run.model, context.tokenizer, prompts, cfg, run.merged_sampling)
+    samples = generate(run.model, context.tokenizer, prompts, cfg, run.merged_sampling, run.sampler_logprobs)
     scoring_started = time.perf_counter()
     rollout = score(run.model, run.critic, samples, columns, run.scorer, cfg, step, run.last_checkpoint)
     advantages = run.estimator(rollout, cfg)

@@ -39,27 +39,43 @@ class OnlineRollout:
         return kl_estimate(self.old_logprobs, self.ref_logprobs, self.mask, "k1")
 
 
-def generate(model, tokenizer, prompts: list, cfg, merged: bool = False) -> Samples:
+def sampler_logprobs(setting: str, model) -> bool:
+    """Whether the rollout policy's log-probs are the sampler's (`--old-logprobs`): `auto` takes them where the
+    model computes in float32."""
+    if setting != "auto":
+        return setting == "sampler"
+    return next(model.parameters()).dtype == torch.float32
+
+
+def generate(model, tokenizer, prompts: list, cfg, merged: bool = False, logprobs: bool = False) -> Samples:
     """`samples_per_prompt` responses per prompt (each a draw of its own) by pure sampling at the temperature the
-    log-probs use, through the adapter or with it merged into a copy of the weights (`aligner.modeling.merged`);
-    the global random streams advance, so a resumed run draws what the uninterrupted one drew."""
+    log-probs use, through the adapter or with it merged into a copy of the weights (`aligner.modeling.merged`),
+    keeping each token's log-prob where `logprobs`; the global random streams advance, so a resumed run draws what
+    the uninterrupted one drew."""
     repeated = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
     model.eval()
     with gathered(model), (merged_adapter(model) if merged else contextlib.nullcontext()):
         return sample(model, tokenizer, repeated, max_new_tokens=cfg.response_length, temperature=cfg.temperature,
-                      max_prompt_tokens=cfg.max_length - cfg.response_length, cache=cfg.generation_cache)
+                      max_prompt_tokens=cfg.max_length - cfg.response_length, cache=cfg.generation_cache,
+                      logprobs=logprobs)
 
 
 @torch.no_grad()
 def score(model, critic, samples: Samples, columns: dict, scorer, cfg, step: int, last_checkpoint) -> OnlineRollout:
-    """The rollout's log-probs (and values), reference log-probs and scores (each response with its prompt row's
-    other `columns`)."""
+    """The rollout's log-probs (the sampler's where it kept them, else a forward pass) and values, reference
+    log-probs and scores (each response with its prompt row's other `columns`)."""
     args = (samples.input_ids, samples.attention_mask, samples.prompt_length, cfg.temperature)
     mask = samples.response_mask.float()
-    if critic is not None:
+    values = None
+    if samples.logprobs is not None:
+        old = samples.logprobs
+        if critic is not None:
+            values = critic.values(model, *args)
+    elif critic is not None:
         out, values = critic.policy_and_values(model, *args)
+        old = out.logprobs
     else:
-        out, values = response_forward(model, *args), None
+        old = response_forward(model, *args).logprobs
     with reference(model):
         ref = response_forward(model, *args).logprobs
     try:
@@ -73,7 +89,7 @@ def score(model, critic, samples: Samples, columns: dict, scorer, cfg, step: int
         values = values * mask
     scores = raw - cfg.missing_eos_penalty * (~samples.has_eos).float().to(raw.device)
     groups = torch.arange(len(samples.prompts) // cfg.samples_per_prompt).repeat_interleave(cfg.samples_per_prompt)
-    return OnlineRollout(samples, groups, mask, out.logprobs * mask, ref * mask, raw, scores, values)
+    return OnlineRollout(samples, groups, mask, old * mask, ref * mask, raw, scores, values)
 
 
 def rollout_metrics(rollout: OnlineRollout) -> dict:

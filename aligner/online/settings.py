@@ -62,6 +62,13 @@ class OnlineSettings(RewardSourceSettings, CheckpointSettings):
                                             "the adapter, as training computes), or auto (merged when the copy "
                                             "takes at most a tenth of the device's memory and the model is not "
                                             "sharded).", choices=("auto", "merged", "adapter"))
+    old_logprobs: str = setting("auto", "Where the log-probs of the rollout policy (the importance ratio's "
+                                        "denominator) come from: sampler (kept while sampling, each token's under "
+                                        "the distribution it was drawn from: no extra forward pass), recompute (a "
+                                        "forward pass over the responses after sampling), or auto (sampler when "
+                                        "the model computes in float32, where the two agree to float rounding; "
+                                        "recompute in half precision, where a cached decode and a full forward "
+                                        "differ more).", choices=("auto", "sampler", "recompute"))
     kl_coef: float = setting(0.05, "KL strength (beta): in the loss or in the reward, as the algorithm places it.")
     cliprange: float = setting(0.2, "Policy ratio clip range.")
     loss_aggregation: str = setting("token", "token: every token of the batch weighs the same (PPO, DAPO, Dr. GRPO); "

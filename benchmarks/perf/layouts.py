@@ -217,7 +217,7 @@ def run_ppo(layout: str, args, where) -> dict:
 
     from aligner.online.engine import POLICY
     from aligner.online.estimators import estimator
-    from aligner.online.rollout import generate
+    from aligner.online.rollout import generate, sampler_logprobs
 
     B, P, R = args.batch, args.prompt_length, args.response_length
     cfg = ppo_settings(layout, B, P, R, generation_cache=args.generation_cache)
@@ -231,7 +231,7 @@ def run_ppo(layout: str, args, where) -> dict:
     prompts = perf_world.prompts(args.shape, B, P)
     phases: dict[str, list[float]] = {"rollout": [], "scoring": [], "update": [], "tokens": []}
     for step in range(1, args.steps + 1):
-        rollout = generate(parts.model, tok, prompts, cfg)
+        rollout = generate(parts.model, tok, prompts, cfg, logprobs=sampler_logprobs(cfg.old_logprobs, parts.model))
         sync(where.device)
         started = time.perf_counter()
         scoring = ppo_iteration(parts, rollout, cfg, optimizer, advantages, generator, step, where.device)

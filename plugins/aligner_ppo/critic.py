@@ -98,6 +98,11 @@ class SharedCritic(Critic):
                                entropy=entropy)
         return out, self.head(out.hidden)
 
+    def values(self, model, input_ids, attention_mask, prompt_length, temperature) -> torch.Tensor:
+        out = response_forward(model, input_ids, attention_mask, prompt_length, temperature, hidden=True,
+                               logprobs=False)  # hidden states only: no LM head
+        return self.head(out.hidden)
+
 
 class SeparateCritic(Critic):
     """Its own LoRA adapter plus the value head, in a second forward pass: the value loss does not reach the

@@ -87,19 +87,21 @@ OFFLINE = dict(max_steps=30, batch_size=16, learning_rate=2e-3, eval_prompts=16,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, metric, extra", [("simpo", "rewards/margins", {}), ("ipo", "rewards/margins", {}),
-                                                 ("kto", "rewards/signed", {}), ("orpo", "rewards/margins", {}),
+                                                 ("kto", "rewards/signed", {"max_steps": 60}),
+                                                 ("orpo", "rewards/margins", {}),
                                                  ("orpo", "rewards/margins", {"implementation": "trl"})])
 def test_offline_variants_move_their_objective(tmp_path, toy_world, name, metric, extra):
     """Each raises the policy's preference for chosen over rejected answers on a fixed set of training pairs,
     against the reference (the per-batch margins it logs are too noisy over a few dozen steps to show it), on
-    aligner's engine and, for ORPO, through TRL's trainer too."""
+    aligner's engine and, for ORPO, through TRL's trainer too. KTO sees each response alone, not beside its pair,
+    and gets twice the steps (after 30 its margin moves by less than 0.01 on some processors' toy-world builds)."""
     from peft import PeftModel
 
     from aligner.data.encoding import encode_pairs
     from aligner.modeling import base as models
     from aligner.modeling.logprobs import sequence_logprobs
 
-    summary = aligner.run(name, output_dir=str(tmp_path / "run"), **OFFLINE, **extra)
+    summary = aligner.run(name, output_dir=str(tmp_path / "run"), **{**OFFLINE, **extra})
     values = rows(tmp_path / "run", metric)
     assert len(values) >= 20, f"{name} logged {len(values)} {metric}"
     assert summary["kl"] > 0

@@ -81,3 +81,9 @@ def test_fake_tensor_estimate_matches_a_measured_run(tmp_path):
     assert set(perf.LAYOUTS) - set(estimate.ESTIMATED) == {"dpo", "simpo"}, "only the engine's layouts go unestimated"
     for r in rows:
         assert 0.95 <= r["estimate_over_measured"] <= 1.10, r
+
+
+def test_the_shaped_grpo_race_reward_is_the_share_of_even_numbered_words():
+    from benchmarks.grpo_race import even_words
+
+    assert even_words(["p"] * 4, ["w2 w3 w4 w7", "w1", "", "w10 and w12"]) == [0.5, 0.0, 0.0, 1.0]

@@ -108,3 +108,40 @@ def test_ppo_and_evaluation_cut_long_prompts(tmp_path, toy_world, monkeypatch):
     assert (8, 24) in lengths, "rollout prompts are cut to max-length minus response-length"
     assert (4, 32) in lengths, "evaluation prompts are cut to max-length"
     assert all(length <= 32 for _, length in lengths)
+
+
+@pytest.mark.parametrize("temperature,batch_size,cache", [(1.0, None, "dynamic"), (0.7, 8, "dynamic"),
+                                                          (1.3, None, "static")])
+def test_sampled_logprobs_equal_a_forward_pass_and_leave_the_draw_unchanged(temperature, batch_size, cache):
+    """The log-probs kept while sampling are those a full forward pass over prompt + response computes (what the
+    online update would otherwise recompute), to float rounding; keeping them changes no sampled token."""
+    from aligner.modeling.logprobs import response_forward
+
+    model, tok = tiny_llama(seed=3)
+    common = sampling.sample(model, tok, PROMPTS * 8, max_new_tokens=12, temperature=1.0, seed=0).response_ids
+    with torch.no_grad():  # EOS as likely as the most sampled token, so that responses end at several lengths
+        head = model.get_output_embeddings().weight
+        head[tok.eos_token_id] = head[common.flatten().mode().values]
+    model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    kwargs = dict(max_new_tokens=12, temperature=temperature, seed=5, batch_size=batch_size, cache=cache)
+    plain = sampling.sample(model, tok, PROMPTS * 8, **kwargs)
+    kept = sampling.sample(model, tok, PROMPTS * 8, logprobs=True, **kwargs)
+    assert plain.logprobs is None
+    assert torch.equal(plain.input_ids, kept.input_ids)
+    with torch.no_grad():
+        forward = response_forward(model, kept.input_ids, kept.attention_mask, kept.prompt_length,
+                                   temperature).logprobs
+    mask = kept.response_mask.bool()
+    assert mask.sum() > 100 and (~mask).any(), "responses of several lengths, some ended by EOS"
+    assert (kept.logprobs[~mask] == 0).all()
+    torch.testing.assert_close(kept.logprobs[mask], forward[mask], atol=2e-5, rtol=0)
+    assert (kept.logprobs[mask] < 0).all()
+
+
+def test_old_logprobs_come_from_the_sampler_in_float32_only():
+    from aligner.online.rollout import sampler_logprobs
+
+    model, _ = tiny_llama()
+    assert sampler_logprobs("auto", model) and sampler_logprobs("sampler", model)
+    assert not sampler_logprobs("recompute", model)
+    assert not sampler_logprobs("auto", model.to(torch.bfloat16))
