@@ -161,7 +161,12 @@ def main(argv=None) -> None:
     parser.add_argument("--shape", default="", help="race at this benchmarks.perf.world shape instead of the toy")
     parser.add_argument("--output", default=None,
                         help="default: benchmarks/results/grpo-race, or grpo-race-<shape> with --shape")
+    parser.add_argument("--report", metavar="JSON", help="write the report of a finished race's JSON again, and stop")
     args = parser.parse_args(argv)
+    if args.report:
+        result = json.loads(open(args.report).read())
+        publish(args.report.removesuffix(".json"), result, report(result))
+        return
     args.output = args.output or "benchmarks/results/grpo-race" + (f"-{args.shape}" if args.shape else "")
     if args.shape:
         build_shape(args.shape)
@@ -179,31 +184,48 @@ def main(argv=None) -> None:
     tokens = {side: statistics.median(r[side]["tokens_per_second"] for r in rounds) for side in ("aligner", "trl")}
     env = environment()
     result = {"command": "python -m benchmarks.grpo_race " + " ".join(argv or sys.argv[1:]), **env,
-              "rounds": rounds, "median_completions_per_second": median, "median_tokens_per_second": tokens,
+              "shape": args.shape, "iterations": args.iterations, "rounds": rounds,
+              "median_completions_per_second": median, "median_tokens_per_second": tokens,
               "aligner_over_trl": median["aligner"] / median["trl"]}
-    rollout = SHAPED if args.shape else TOY
-    world = (f"the {args.shape} shape (random weights, prompts of {SHAPED_PROMPT_TOKENS} tokens)" if args.shape
+    publish(args.output, result, report(result))
+
+
+def rate(value: float) -> str:
+    """Three significant figures or more: a 0.5B-shaped round trains about one completion per second."""
+    return f"{value:.1f}" if value >= 10 else f"{value:.3f}"
+
+
+def report(result: dict) -> list[str]:
+    """The report's lines from a result (`--report FILE.json` writes them again from a committed one)."""
+    rounds, median, tokens = result["rounds"], result["median_completions_per_second"], result["median_tokens_per_second"]
+    shape = result.get("shape", "")
+    rollout = SHAPED if shape else TOY
+    world = (f"the {shape} shape (random weights, prompts of {SHAPED_PROMPT_TOKENS} tokens)" if shape
              else "the embedded default")
     lines = ["# GRPO throughput: aligner against TRL's GRPOTrainer", "",
-             f"Command: `{result['command']}`; {describe(env)}; {world}: {rollout.prompts} prompts x "
+             f"Command: `{result['command']}`; {describe(result)}; {world}: {rollout.prompts} prompts x "
              f"{rollout.generations} completions of at most {rollout.length} tokens per iteration, "
-             f"{args.iterations} iterations per round.", "",
+             f"{result.get('iterations', '?')} iterations per round.", "",
              "| round | aligner completions/s | TRL completions/s | aligner tokens/s | TRL tokens/s |",
              "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {i + 1} | {r['aligner']['completions_per_second']:.1f} | {r['trl']['completions_per_second']:.1f} | "
+    lines += [f"| {i + 1} | {rate(r['aligner']['completions_per_second'])} | {rate(r['trl']['completions_per_second'])} | "
               f"{r['aligner']['tokens_per_second']:.0f} | {r['trl']['tokens_per_second']:.0f} |"
               for i, r in enumerate(rounds)]
-    lines += [f"| median | {median['aligner']:.1f} | {median['trl']:.1f} | {tokens['aligner']:.0f} | "
+    lines += [f"| median | {rate(median['aligner'])} | {rate(median['trl'])} | {tokens['aligner']:.0f} | "
               f"{tokens['trl']:.0f} |", "",
               f"aligner / TRL, completions per second of training: {result['aligner_over_trl']:.2f}x "
               f"(completion tokens per second: {tokens['aligner'] / tokens['trl']:.2f}x)", "",
-              "Where aligner's training time goes (seconds per round: sampling; scoring = the policy's and the "
-              "reference's log-probs and the reward; the update; the rest is the loop's own bookkeeping):", "",
+              "Where aligner's training time goes (seconds per round: sampling, which also keeps the rollout "
+              "policy's log-probs in float32; scoring = the reference's log-probs (and the policy's, where they are "
+              "recomputed) and the reward; the update; the rest is setup, the final checkpoint and the loop's own "
+              "bookkeeping):", "",
               "| round | sampling | scoring | update | train time |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {i + 1} | {r['aligner']['phases']['rollout']:.1f} | {r['aligner']['phases']['scoring']:.1f} | "
               f"{r['aligner']['phases']['update']:.1f} | {r['aligner']['train_seconds']:.1f} |"
               for i, r in enumerate(rounds)]
-    publish(args.output, result, lines)
+    return lines
+
+
 
 
 if __name__ == "__main__":

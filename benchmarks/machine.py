@@ -39,8 +39,9 @@ def publish(output: str, result: dict, lines: list[str]) -> None:
     """Writes `output`.json (the result) and `output`.md (the report's lines), and prints the report."""
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    # suffixes appended, never substituted: "grpo-race-qwen2.5-0.5b" keeps its ".5b"
+    out.parent.joinpath(out.name + ".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.parent.joinpath(out.name + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
