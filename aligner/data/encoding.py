@@ -58,11 +58,20 @@ def token_ids(tokenizer, prompt, response) -> tuple[list[int], list[int]]:
     return prompt_ids, tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
+def batch_token_ids(tokenizer, prompts: list, responses: list) -> list[tuple[list[int], list[int]]]:
+    """`token_ids` of every row: plain-text rows in two tokenizer calls for the whole batch (the same ids as one
+    call per row, without its per-call overhead), conversational rows one at a time through the chat template."""
+    if not prompts or any(isinstance(p, list) for p in prompts):
+        return [token_ids(tokenizer, p, r) for p, r in zip(prompts, responses)]
+    prompt_ids = tokenizer(prompt_texts(list(prompts), tokenizer))["input_ids"]
+    response_ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+    return [(list(p), list(r) + [tokenizer.eos_token_id]) for p, r in zip(prompt_ids, response_ids)]
+
+
 def encode_sequences(tokenizer, prompts: list, responses: list, max_length: int, device) -> Sequences:
     """Prompt + response of each row as right-padded tensors with a response mask (see the module docstring)."""
     rows, masks = [], []
-    for prompt, response in zip(prompts, responses):
-        prompt_ids, response_ids = token_ids(tokenizer, prompt, response)
+    for prompt_ids, response_ids in batch_token_ids(tokenizer, prompts, responses):
         if len(prompt_ids) + len(response_ids) > max_length:
             response_ids = response_ids[:max_length - min(len(prompt_ids), max_length // 2)]
             prompt_ids = keep_end(prompt_ids, max_length - len(response_ids), tokenizer.bos_token_id)

@@ -24,6 +24,7 @@ from aligner.parallel import distributed, sharding
 from aligner.training.checkpoints import (continue_run, find_checkpoint, random_streams, read_checkpoint,
                                           restore_random_streams, write_checkpoint)
 from aligner.training.guards import check_finite
+from aligner.training.optimizer import adamw
 
 POLICY = "default"
 KIND = "offline"
@@ -110,7 +111,7 @@ def train_offline(context, model, step: Step, count: int, desc: str):
     params = adapter_parameters(model, POLICY)
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
+    optimizer = adamw(params, lr=cfg.learning_rate, weight_decay=0.0)
     lr_schedule = schedule(optimizer, cfg.lr_scheduler, cfg.max_steps)
     order = ShuffledOrder(count, cfg.batch_size, cfg.seed)
     settings = to_dict(cfg)

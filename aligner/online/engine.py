@@ -37,6 +37,7 @@ from aligner.reward.judges import trains_reward_model
 from aligner.training.checkpoints import (continue_run, find_checkpoint, load_state, random_streams, read_checkpoint,
                                           restore_random_streams, save_state, state_exists, write_checkpoint)
 from aligner.training.guards import check_finite
+from aligner.training.optimizer import adamw
 
 POLICY = "default"
 KIND = "online"
@@ -109,7 +110,7 @@ def setup(context, method: str, critic_factory=None) -> OnlineRun:
         critic.trains(params)
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=1e-5)
+    optimizer = adamw(params, lr=cfg.learning_rate, eps=1e-5)
     # Each process samples its own prompts and responses; with one process this is exactly the single-process run.
     sampler = torch.Generator().manual_seed(cfg.seed + distributed.rank())
     if distributed.rank():

@@ -218,6 +218,7 @@ def run_ppo(layout: str, args, where) -> dict:
     from aligner.online.engine import POLICY
     from aligner.online.estimators import estimator
     from aligner.online.rollout import generate, sampler_logprobs
+    from aligner.training.optimizer import adamw
 
     B, P, R = args.batch, args.prompt_length, args.response_length
     cfg = ppo_settings(layout, B, P, R, generation_cache=args.generation_cache)
@@ -225,7 +226,7 @@ def run_ppo(layout: str, args, where) -> dict:
     critic_mode = cfg.critic
     tok = perf_world.tokenizer(args.shape, P + R)
     parts = build_ppo(layout, args.shape, tok, where, cfg)
-    optimizer = torch.optim.AdamW(parts.params, lr=cfg.learning_rate, eps=1e-5)
+    optimizer = adamw(parts.params, lr=cfg.learning_rate, eps=1e-5)
     advantages = estimator("ppo", cfg)
     generator = torch.Generator().manual_seed(0)
     prompts = perf_world.prompts(args.shape, B, P)

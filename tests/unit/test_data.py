@@ -340,3 +340,26 @@ def test_batches_read_the_cache_files_as_the_dataset_reads_its_rows(tmp_path, mo
         assert got == view.to_list()
         offsets = [(start, batch.num_rows) for start, batch in rows.batches(view, size=6)]
         assert [start for start, _ in offsets] == [sum(n for _, n in offsets[:i]) for i in range(len(offsets))]
+
+
+@pytest.mark.parametrize("max_length", [64, 9])
+def test_a_batch_encodes_as_its_rows_do_one_at_a_time(max_length):
+    """Plain-text batches go through the tokenizer in two calls; every row's ids, masks and truncation equal the
+    one-row-at-a-time encoding."""
+    import torch
+
+    from aligner.data.encoding import batch_token_ids, encode_sequences, token_ids
+    from aligner.toy.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    prompts = ["the movie was", "a", "this film is not very good and the plot", "", "the  acting"]
+    responses = [" great", " bad and boring", "", " fine .", " the movie was the movie was the movie"]
+    assert batch_token_ids(tok, prompts, responses) == [token_ids(tok, p, r) for p, r in zip(prompts, responses)]
+    batch = encode_sequences(tok, prompts, responses, max_length, "cpu")
+    for i, (prompt, response) in enumerate(zip(prompts, responses)):
+        alone = encode_sequences(tok, [prompt], [response], max_length, "cpu")
+        width = alone.input_ids.shape[1]
+        assert torch.equal(batch.input_ids[i, :width], alone.input_ids[0])
+        assert torch.equal(batch.response_mask[i, :width], alone.response_mask[0])
+        assert batch.attention_mask[i].sum() == alone.attention_mask[0].sum() == min(
+            max_length, sum(map(len, token_ids(tok, prompt, response))))

@@ -1,0 +1,21 @@
+"""The policy's optimizer: AdamW, fused into one kernel per step where torch has one for the parameters.
+
+TRL's trainers (through transformers' `Trainer`) default to torch's fused AdamW, so the engines do too: the same
+update rule in fewer operator launches, which matters where a step is mostly launch overhead (small models, LoRA's
+many small tensors). Sharded parameters (FSDP2's DTensors) take torch's default implementation."""
+
+from __future__ import annotations
+
+import torch
+
+
+def fusable(params: list) -> bool:
+    """Plain floating-point tensors on a CPU or CUDA device, which torch's fused AdamW takes."""
+    from torch.distributed.tensor import DTensor
+
+    return bool(params) and all(type(p) is torch.nn.Parameter and not isinstance(p, DTensor)
+                                and p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+
+
+def adamw(params: list, **settings) -> torch.optim.AdamW:
+    return torch.optim.AdamW(params, fused=True if fusable(params) else None, **settings)
