@@ -140,3 +140,34 @@ def test_running_moments_match_batch_statistics():
     everything = torch.cat(chunks).double()
     assert math.isclose(moments.mean, everything.mean().item(), rel_tol=1e-9)
     assert math.isclose(moments.std, everything.std(unbiased=False).item(), rel_tol=1e-9)
+
+
+def test_running_moments_pool_every_process_scores(monkeypatch):
+    """Two processes, simulated: each holds half of every rollout's scores; the all-reduce sums this process's
+    statistics with the other's. Both end with the moments of all the scores, as one process holding them would."""
+    gen = torch.Generator().manual_seed(1)
+    rollouts = [(torch.randn(8, generator=gen) * 2 - 1, torch.randn(8, generator=gen) * 5 + 3) for _ in range(3)]
+    other = {}
+
+    def summed_with_other(metrics, summed=()):
+        assert set(summed) == set(metrics)
+        return {k: v + other[k] for k, v in metrics.items()}
+
+    monkeypatch.setattr(ppo_advantages, "world_size", lambda: 2)
+    monkeypatch.setattr(ppo_advantages, "reduce_metrics", summed_with_other)
+    pooled = ppo_advantages.RunningMoments()
+    for mine, theirs in rollouts:
+        t = theirs.double()
+        other.update(n=t.numel(), sum=t.sum().item(), squares=(t * t).sum().item())
+        pooled.update(mine)
+    monkeypatch.undo()
+    alone = ppo_advantages.RunningMoments()
+    for mine, theirs in rollouts:
+        alone.update(torch.cat([mine, theirs]))
+    assert math.isclose(pooled.mean, alone.mean, rel_tol=1e-12)
+    assert math.isclose(pooled.std, alone.std, rel_tol=1e-9)
+    assert pooled.count == alone.count == 48
+    local = ppo_advantages.RunningMoments()
+    for mine, _ in rollouts:
+        local.update(mine)
+    assert abs(local.mean - pooled.mean) > 0.5, "the halves differ, so pooling is what makes the moments agree"
