@@ -41,10 +41,11 @@ class OnlineRollout:
 
 def sampler_logprobs(setting: str, model) -> bool:
     """Whether the rollout policy's log-probs are the sampler's (`--old-logprobs`): `auto` takes them where the
-    model computes in float32."""
+    model computes in float32, every floating-point weight (a half-precision base under float32 adapters does
+    not)."""
     if setting != "auto":
         return setting == "sampler"
-    return next(model.parameters()).dtype == torch.float32
+    return all(p.dtype == torch.float32 for p in model.parameters() if p.is_floating_point())
 
 
 def generate(model, tokenizer, prompts: list, cfg, merged: bool = False, logprobs: bool = False) -> Samples:

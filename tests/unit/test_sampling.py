@@ -144,4 +144,7 @@ def test_old_logprobs_come_from_the_sampler_in_float32_only():
     model, _ = tiny_llama()
     assert sampler_logprobs("auto", model) and sampler_logprobs("sampler", model)
     assert not sampler_logprobs("recompute", model)
+    half = get_peft_model(tiny_llama()[0].to(torch.bfloat16), LoraConfig(r=4, target_modules="all-linear"))
+    assert any(p.dtype == torch.float32 for p in half.parameters()), "peft keeps the adapters in float32"
+    assert not sampler_logprobs("auto", half)
     assert not sampler_logprobs("auto", model.to(torch.bfloat16))
