@@ -91,6 +91,7 @@ def ppo_step(layout: str, shape: str, batch: int, prompt_length: int, response_l
     import importlib
 
     from aligner.online.estimators import estimator
+    from aligner.online.rollout import sampler_logprobs
     from benchmarks.perf.layouts import build_ppo, ppo_iteration, ppo_settings
 
     cfg = ppo_settings(layout, batch, prompt_length, response_length)
@@ -104,12 +105,15 @@ def ppo_step(layout: str, shape: str, batch: int, prompt_length: int, response_l
     optimizer = torch.optim.AdamW(parts.params, lr=cfg.learning_rate, eps=1e-5)
     advantages = estimator("ppo", cfg)
     ids = torch.randint(4, perf_world.SHAPES[shape]["vocab_size"], (batch, prompt_length + response_length))
+    # as the measured run: the sampler's log-probs where `--old-logprobs auto` takes them, else a forward pass
+    sampled = torch.zeros(batch, response_length) if sampler_logprobs(cfg.old_logprobs, parts.model) else None
     for step in (1, 2):  # the second holds AdamW's moments from the start, as every later step does
         generation(parts.model, ids, prompt_length)
         rollout = types.SimpleNamespace(input_ids=ids, attention_mask=torch.ones_like(ids),
                                         prompt_length=prompt_length, prompts=[""] * batch,
                                         response_mask=torch.ones(batch, response_length, dtype=torch.long),
-                                        has_eos=torch.ones(batch, dtype=torch.bool))
+                                        has_eos=torch.ones(batch, dtype=torch.bool),
+                                        logprobs=sampled)
         ppo_iteration(parts, rollout, cfg, optimizer, advantages, torch.Generator().manual_seed(0), step,
                       torch.device("cpu"))
         del rollout

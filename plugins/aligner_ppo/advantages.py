@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from aligner.api import kl_estimate, reduce_metrics, world_size
+from aligner.api import kl_estimate
 
 
 def token_rewards(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor,
@@ -71,23 +71,17 @@ class FixedKLController:
 
 
 class RunningMoments:
-    """Running mean and std of scores (Welford/Chan), for optional score normalisation across rollouts. With
-    several processes each rollout's moments are those of every process's scores together, so every process
-    normalises alike."""
+    """Running mean and std of scores (Welford/Chan), for optional score normalisation across rollouts."""
 
     def __init__(self):
         self.mean, self.var, self.count = 0.0, 1.0, 1e-24
 
     def update(self, xs: torch.Tensor) -> None:
         xs = xs.double()
-        if world_size() > 1:
-            sums = reduce_metrics({"n": xs.numel(), "sum": xs.sum().item(), "squares": (xs * xs).sum().item()},
-                                  summed=("n", "sum", "squares"))
-            n = int(sums["n"])
-            batch_mean = sums["sum"] / n
-            batch_var = max(sums["squares"] / n - batch_mean ** 2, 0.0)
-        else:
-            batch_mean, batch_var, n = xs.mean().item(), xs.var(unbiased=False).item(), xs.numel()
+        self.combine(xs.mean().item(), xs.var(unbiased=False).item(), xs.numel())
+
+    def combine(self, batch_mean: float, batch_var: float, n: int) -> None:
+        """Adds a batch given by its mean, (population) variance and size."""
         delta, total = batch_mean - self.mean, self.count + n
         self.mean += delta * n / total
         m2 = self.var * self.count + batch_var * n + delta ** 2 * self.count * n / total

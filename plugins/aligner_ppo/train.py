@@ -4,11 +4,25 @@ engine's, as for every online method."""
 
 from __future__ import annotations
 
-from aligner.api import Advantages, Estimator, check_online, masked_whiten, register_estimator, train_online
+import torch
+
+from aligner.api import (Advantages, Estimator, check_online, masked_whiten, reduce_metrics, register_estimator,
+                         train_online, world_size)
 from aligner_ppo.advantages import AdaptiveKLController, FixedKLController, RunningMoments, gae, token_rewards
 from aligner_ppo.critic import build_critic
 
 METHOD = "ppo"
+
+
+def pooled_moments(scores: torch.Tensor) -> tuple[float, float, int]:
+    """Mean, population variance and count of every process's scores together (one all-reduce of count, sum and
+    squares), so that data-parallel processes normalise alike."""
+    xs = scores.double()
+    sums = reduce_metrics({"n": xs.numel(), "sum": xs.sum().item(), "squares": (xs * xs).sum().item()},
+                          summed=("n", "sum", "squares"))
+    n = int(sums["n"])
+    mean = sums["sum"] / n
+    return mean, max(sums["squares"] / n - mean ** 2, 0.0), n
 
 
 @register_estimator(METHOD)
@@ -27,7 +41,10 @@ class GAEEstimator(Estimator):
     def __call__(self, rollout, settings) -> Advantages:
         scores, mask = rollout.scores, rollout.mask
         if settings.normalize_scores:
-            self.moments.update(scores)
+            if world_size() > 1:
+                self.moments.combine(*pooled_moments(scores))
+            else:
+                self.moments.update(scores)
             scores = (scores - self.moments.mean) / self.moments.std
         rewards, _ = token_rewards(rollout.old_logprobs, rollout.ref_logprobs, scores, mask, self.kl_controller.value,
                                    settings.kl_estimator)

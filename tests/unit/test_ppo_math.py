@@ -145,6 +145,8 @@ def test_running_moments_match_batch_statistics():
 def test_running_moments_pool_every_process_scores(monkeypatch):
     """Two processes, simulated: each holds half of every rollout's scores; the all-reduce sums this process's
     statistics with the other's. Both end with the moments of all the scores, as one process holding them would."""
+    import aligner_ppo.train as ppo_train
+
     gen = torch.Generator().manual_seed(1)
     rollouts = [(torch.randn(8, generator=gen) * 2 - 1, torch.randn(8, generator=gen) * 5 + 3) for _ in range(3)]
     other = {}
@@ -153,14 +155,12 @@ def test_running_moments_pool_every_process_scores(monkeypatch):
         assert set(summed) == set(metrics)
         return {k: v + other[k] for k, v in metrics.items()}
 
-    monkeypatch.setattr(ppo_advantages, "world_size", lambda: 2)
-    monkeypatch.setattr(ppo_advantages, "reduce_metrics", summed_with_other)
+    monkeypatch.setattr(ppo_train, "reduce_metrics", summed_with_other)
     pooled = ppo_advantages.RunningMoments()
     for mine, theirs in rollouts:
         t = theirs.double()
         other.update(n=t.numel(), sum=t.sum().item(), squares=(t * t).sum().item())
-        pooled.update(mine)
-    monkeypatch.undo()
+        pooled.combine(*ppo_train.pooled_moments(mine))
     alone = ppo_advantages.RunningMoments()
     for mine, theirs in rollouts:
         alone.update(torch.cat([mine, theirs]))
