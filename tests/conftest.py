@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 import sys
 from pathlib import Path
 
@@ -13,6 +16,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `evaluate` copies every module it loads into its caches, under HF_HOME by default: a test session's copies go to
+# a folder of its own, removed at exit, never into the user's home.
+_EVALUATE_CACHE = tempfile.mkdtemp(prefix="aligner-tests-evaluate-")
+atexit.register(shutil.rmtree, _EVALUATE_CACHE, True)
+for _name, _sub in (("HF_MODULES_CACHE", "modules"), ("HF_METRICS_CACHE", "metrics"), ("HF_EVALUATE_CACHE", "evaluate")):
+    os.environ[_name] = os.path.join(_EVALUATE_CACHE, _sub)
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:

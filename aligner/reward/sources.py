@@ -1,7 +1,8 @@
 """Rewards and judges named on the command line (`--reward`, `--gold-reward`), resolved in one order: a registered
 reward function's name, then `module:function` or `file.py:function` (a plain callable, no packaging), then a
 sequence-classification reward model (a folder or hub id whose config is `*ForSequenceClassification` with one
-label).
+label). `evaluate:<module folder or hub name>[#<key>]` names a Hugging Face `evaluate` module as the scorer; that
+prefix is read before `module:function`.
 
 Every function is called as TRL calls its `reward_funcs`: `f(prompts=..., completions=..., **columns)`, with the
 prompts as the data has them (strings, or message lists), the completions likewise (strings, or a one-message list
@@ -17,6 +18,7 @@ import importlib
 import importlib.util
 import inspect
 import math
+import numbers
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,7 @@ class RewardSource:
     """One resolved reward: `score(prompts, completions, columns)` -> one float (or None) per row."""
 
     name: str
-    kind: str                        # "registered", "callable" or "classifier"
+    kind: str                        # "registered", "callable", "evaluate" or "classifier"
     function: Callable
     memory_mb: float | None = None   # a classifier's weights: a second model, reported on its own line
 
@@ -76,6 +78,122 @@ def _import_callable(spec: str, flag: str) -> Callable:
     return function
 
 
+EVALUATE_PREFIX = "evaluate:"
+
+
+def _text(item) -> str:
+    """A prompt or completion as plain text: a string as it is, a message list as its messages' text contents, one
+    per line (a content given as parts keeps its text parts)."""
+    if isinstance(item, str):
+        return item
+    lines = []
+    for message in item:
+        content = message.get("content", "") if isinstance(message, dict) else message
+        if isinstance(content, list):
+            content = "".join(part.get("text", "") for part in content
+                              if isinstance(part, dict) and part.get("type", "text") == "text")
+        lines.append(str(content))
+    return "\n".join(lines)
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:200] if text else ''}"
+
+
+def _split_evaluate_spec(spec: str) -> tuple[str, str | None]:
+    """`evaluate:<module>[#<key>]` -> (module, key or None); the last '#' starts the key."""
+    target, hashed, key = spec[len(EVALUATE_PREFIX):].rpartition("#")
+    return (target, key) if hashed else (key, None)
+
+
+def load_evaluate_module(spec: str, flag: str) -> tuple[object, str | None]:
+    """`evaluate:<module>[#<key>]` -> (the loaded module, key or None). A local folder is loaded from where it is
+    (never looked up on the hub); any other name is a hub module, which needs the network or evaluate's cache."""
+    target, key = _split_evaluate_spec(spec)
+    if not target:
+        raise RewardError(f"{flag} {spec}: name an evaluate module: evaluate:<module folder or hub name>[#<key>]")
+    if key == "":
+        raise RewardError(f"{flag} {spec}: an empty key after '#'")
+    local = Path(target).expanduser()
+    if local.is_dir():
+        if not (local / f"{local.name}.py").is_file():
+            raise RewardError(f"{flag} {spec}: the folder {target} has no {local.name}.py; an evaluate module "
+                              f"folder holds a script named as the folder")
+        target = str(local.resolve())
+    elif local.is_file():
+        target = str(local.resolve())
+    elif target.startswith((".", "/", "~")) or target.endswith(".py"):
+        raise RewardError(f"{flag} {spec}: no such evaluate module {target}")
+    try:
+        import evaluate
+    except ImportError as error:
+        raise RewardError(f"{flag} {spec}: the evaluate package cannot be imported ({_one_line(error)}); "
+                          f"pip install evaluate") from None
+    try:
+        module = evaluate.load(target, keep_in_memory=True)
+    except Exception as error:
+        hint = "" if Path(target).is_absolute() else "; a hub name needs the network or evaluate's cached copy"
+        raise RewardError(f"{flag} {spec}: could not load the evaluate module {target} ({_one_line(error)}){hint}"
+                          ) from None
+    columns = _feature_names(module.features)
+    if "predictions" not in columns:
+        raise RewardError(f"{flag} {spec}: the evaluate module takes no predictions (its inputs: "
+                          f"{', '.join(columns) or 'none'}); a judge scores the responses as predictions")
+    return module, key
+
+
+def _feature_names(features) -> list[str]:
+    options = features if isinstance(features, list) else [features]
+    return list(dict.fromkeys(name for option in options if option for name in option))
+
+
+def evaluate_scorer(spec: str, module, key: str | None) -> Callable:
+    """Scores with `module.compute(predictions=<responses>, references=<prompts>)` (references only if the module
+    takes them) and returns the list under `key`: one number per response."""
+    takes_references = "references" in _feature_names(module.features)
+    target = _split_evaluate_spec(spec)[0]
+    name = Path(target).name if Path(target).expanduser().exists() else target  # a module's own name is its class's
+
+    def score(prompts: list, completions: list, **columns) -> list[float]:
+        inputs = {"predictions": [_text(c) for c in completions]}
+        if takes_references:
+            inputs["references"] = [_text(p) for p in prompts]
+        result = module.compute(**inputs)
+        if not isinstance(result, dict):
+            raise RewardError(f"evaluate module {name} returned {type(result).__name__}, not a dict of "
+                              f"outputs")
+        lists = [k for k, v in result.items() if _is_list(v)]
+        chosen = key
+        if chosen is None:
+            if len(lists) != 1:
+                raise RewardError(f"evaluate module {name} returned "
+                                  f"{len(lists) or 'no'} list-valued outputs ({', '.join(result) or 'none'}); "
+                                  f"name the scores' key: {spec}#<key>")
+            chosen = lists[0]
+        elif chosen not in result:
+            raise RewardError(f"evaluate module {name} returned no {chosen!r} (its outputs: "
+                              f"{', '.join(result) or 'none'})")
+        scores = result[chosen]
+        if not _is_list(scores):
+            raise RewardError(f"evaluate module {name}, key {chosen!r}: {type(scores).__name__}, not a list "
+                              f"of one score per response")
+        scores = list(scores)
+        if len(scores) != len(completions):
+            raise RewardError(f"evaluate module {name}, key {chosen!r}: {len(scores)} scores for "
+                              f"{len(completions)} responses")
+        for value in scores:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise RewardError(f"evaluate module {name}, key {chosen!r}: {value!r} is not a number")
+        return [float(value) for value in scores]
+
+    return score
+
+
+def _is_list(value) -> bool:
+    return isinstance(value, (list, tuple)) or getattr(value, "ndim", None) == 1
+
+
 def looks_like_model(spec: str) -> bool:
     """A local folder with a config.json, or a name shaped like a hub id (owner/name)."""
     path = Path(spec).expanduser()
@@ -114,6 +232,9 @@ def resolve_reward(spec: str, registry, flag: str, trust_remote_code: bool = Fal
     weights run (imports, configs), and a classifier's model is not loaded."""
     if spec in registry.reward_functions:
         return RewardSource(spec, "registered", registry.reward_function(spec).score)
+    if spec.startswith(EVALUATE_PREFIX):
+        module, key = load_evaluate_module(spec, flag)  # loaded in both modes: code, no weights
+        return RewardSource(spec, "evaluate", evaluate_scorer(spec, module, key))
     if ":" in spec:
         return RewardSource(spec, "callable", _import_callable(spec, flag))
     if looks_like_model(spec):
@@ -126,7 +247,8 @@ def resolve_reward(spec: str, registry, flag: str, trust_remote_code: bool = Fal
         return RewardSource(spec, "classifier", scorer.score, scorer.memory_mb)
     valid = ", ".join(sorted(registry.reward_functions)) or "none installed"
     raise RewardError(f"{flag} {spec}: unknown reward; give a registered name ({valid}), module:function, "
-                      f"file.py:function, or a sequence-classification model folder or hub id")
+                      f"file.py:function, evaluate:<module>[#<key>], or a sequence-classification model folder or "
+                      f"hub id")
 
 
 def scores_checked(source: RewardSource, prompts: list, completions: list, columns: dict[str, list],

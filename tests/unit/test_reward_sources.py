@@ -1,5 +1,6 @@
 """Rewards named on the command line: resolution order, TRL's calling convention, checks of what comes back, weighted
-sums, and sequence-classification reward models (their own tokenizer and template, memory kept apart)."""
+sums, sequence-classification reward models (their own tokenizer and template, memory kept apart), and `evaluate`
+modules as judges (`evaluate:<module>[#<key>]`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from aligner.harness import memory
 from aligner.reward import sources
 from aligner.reward.sources import RewardError, scores_checked
 from tests.fixtures import models
+
+from test_metrics_modules import evaluate_cache  # noqa: F401  (a fixture: evaluate's caches under tmp_path)
 
 REWARDS_PY = '''
 def correct(prompts, completions, answer, **kwargs):
@@ -172,3 +175,105 @@ def test_classifier_weights_and_activations_are_not_counted(tmp_path, registry):
         assert peak(score=False) - excluded == sum(storages.values()), "its weights, had they been counted"
     finally:
         memory.exclude(model)
+
+
+JUDGE_PY = '''
+import datasets
+import evaluate
+
+
+class Judge(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(description="a test judge", citation="", inputs_description="",
+                                   features=datasets.Features({features}))
+
+    def _compute(self, predictions, references=None):
+        return {outputs}
+'''
+TEXT = 'datasets.Value("string")'
+
+
+def judge_folder(root, name: str, outputs: str, features: str = f'{{"predictions": {TEXT}}}'):
+    """An evaluate module folder, `<name>/<name>.py`, whose compute returns `outputs` (a Python expression)."""
+    folder = root / name
+    folder.mkdir()
+    (folder / f"{name}.py").write_text(JUDGE_PY.format(features=features, outputs=outputs))
+    return folder
+
+
+with_evaluate_cache = pytest.mark.usefixtures("evaluate_cache")
+
+
+@with_evaluate_cache
+def test_an_evaluate_module_judges_the_responses(tmp_path, registry):
+    folder = judge_folder(tmp_path, "length_judge", '{"scores": [len(p) for p in predictions], "mean": 0.0}')
+    source = sources.resolve_reward(f"evaluate:{folder}", registry, "--gold-reward")
+    assert source.kind == "evaluate"
+    assert scores_checked(source, ["p1", "p2"], ["abc", "de"], {"answer": ["x", "y"]}) == [3.0, 2.0]
+    conversational = scores_checked(source, [[{"role": "user", "content": "q"}]],
+                                    [[{"role": "assistant", "content": "abcd"}]], {})
+    assert conversational == [4.0], "a message list is scored as its text"
+    assert sources.resolve_reward(f"evaluate:{folder}", registry, "--gold-reward", load=False).kind == "evaluate"
+
+
+@with_evaluate_cache
+def test_an_evaluate_module_with_references_gets_the_prompts(tmp_path, registry):
+    folder = judge_folder(tmp_path, "echo_judge",
+                          '{"echoes": [float(r in p) for p, r in zip(predictions, references)], '
+                          '"prompt_chars": [len(r) for r in references], "count": len(predictions)}',
+                          features=f'{{"predictions": {TEXT}, "references": {TEXT}}}')
+    echoes = sources.resolve_reward(f"evaluate:{folder}#echoes", registry, "--reward")
+    assert scores_checked(echoes, ["good", "bad"], ["good day", "fine day"], {}) == [1.0, 0.0]
+    chars = sources.resolve_reward(f"evaluate:{folder}#prompt_chars", registry, "--reward")
+    prompts = [[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]]
+    assert scores_checked(chars, prompts, [[{"role": "assistant", "content": "yo"}]], {}) == [len("be brief\nhi")]
+
+    def refusal(spec: str) -> str:
+        source = sources.resolve_reward(spec, registry, "--reward")
+        with pytest.raises(TrainingError) as raised:
+            scores_checked(source, ["good"], ["good day"], {})
+        return str(raised.value)
+
+    assert "returned 2 list-valued outputs (echoes, prompt_chars, count); name the scores' key: " \
+           f"evaluate:{folder}#<key>" in refusal(f"evaluate:{folder}")
+    assert "evaluate module echo_judge returned no 'score' (its outputs: echoes, prompt_chars, count)" in \
+           refusal(f"evaluate:{folder}#score")
+    assert "evaluate module echo_judge, key 'count': int, not a list of one score per response" in \
+           refusal(f"evaluate:{folder}#count")
+
+
+@with_evaluate_cache
+@pytest.mark.parametrize("outputs, message", [
+    ('{"scores": [str(len(p)) for p in predictions]}', r"evaluate module bad_judge, key 'scores': '1' is not a number"),
+    ('{"scores": [None for p in predictions]}', r"evaluate module bad_judge, key 'scores': None is not a number"),
+    ('{"scores": [1.0]}', r"evaluate module bad_judge, key 'scores': 1 scores for 2 responses"),
+    ('{"mean": 1.0}', r"evaluate module bad_judge returned no list-valued outputs \(mean\); name the scores' key"),
+])
+def test_an_evaluate_module_must_give_one_number_per_response(tmp_path, registry, outputs, message):
+    source = sources.resolve_reward(f"evaluate:{judge_folder(tmp_path, 'bad_judge', outputs)}", registry,
+                                    "--gold-reward")
+    with pytest.raises(RewardError, match=r"reward evaluate:.*bad_judge raised RewardError: " + message):
+        scores_checked(source, ["p0", "p1"], ["a", "b"], {}, error=RewardError, when="when probed")
+
+
+@with_evaluate_cache
+def test_evaluate_modules_that_cannot_load_are_one_line_refusals(tmp_path, registry):
+    def refusal(spec: str) -> str:
+        with pytest.raises(RewardError) as raised:
+            sources.resolve_reward(spec, registry, "--gold-reward")
+        assert "\n" not in str(raised.value)
+        return str(raised.value)
+
+    assert refusal(f"evaluate:{tmp_path}/nowhere") == f"--gold-reward evaluate:{tmp_path}/nowhere: no such " \
+                                                      f"evaluate module {tmp_path}/nowhere"
+    (tmp_path / "empty").mkdir()
+    assert f"the folder {tmp_path}/empty has no empty.py" in refusal(f"evaluate:{tmp_path}/empty")
+    offline = refusal("evaluate:accuracy")
+    assert offline.startswith("--gold-reward evaluate:accuracy: could not load the evaluate module accuracy (")
+    assert offline.endswith("a hub name needs the network or evaluate's cached copy")
+    broken = judge_folder(tmp_path, "broken_judge", "{}")
+    (broken / "broken_judge.py").write_text("import datasets\nimport evaluate\nraise ImportError('no judge')\n")
+    assert "could not load the evaluate module" in refusal(f"evaluate:{broken}")
+    data_only = judge_folder(tmp_path, "data_judge", "{}", features=f'{{"data": {TEXT}}}')
+    assert "the evaluate module takes no predictions (its inputs: data)" in refusal(f"evaluate:{data_only}")
+    assert "an empty key after '#'" in refusal(f"evaluate:{data_only}#")
