@@ -54,6 +54,13 @@ class RunConfig:
     trust_remote_code: bool = setting(False, "Allow reward and judge models whose code lives in their repository.")
     eval_max_new_tokens: int = setting(20, "Response length cap when sampling for evaluation.")
     eval_temperature: float = setting(1.0, "Sampling temperature for evaluation (also used in its KL estimate).")
+    eval_points: int = setting(1, "Evaluate the policy this many times over training, at evenly spaced steps, the "
+                                  "last at the end (evaluations.jsonl): a curve of gold reward against KL. Each "
+                                  "point costs one evaluation's time, reported apart from training time.")
+    diversity_prompts: int = setting(16, "At the evaluation of the base and of the final policy, sample this many "
+                                         "held-out prompts --diversity-samples times each, for the similarity of "
+                                         "one prompt's responses (0: none).")
+    diversity_samples: int = setting(4, "Responses per prompt for --diversity-prompts.")
     output_dir: str | None = setting(None, "Run directory. Default: runs/<algorithm>-<timestamp>.")
     overwrite: bool = setting(False, "Replace a non-empty output directory.")
     seed: int = setting(0, "Random seed for training and evaluation sampling.")
@@ -69,7 +76,10 @@ class RunConfig:
                                   "Evaluation prompts are cut to their last max-length tokens.")
     device: str = setting("auto", "auto picks CUDA (bf16 where supported) when available, else CPU float32.",
                           choices=("auto", "cpu", "cuda"))
-    report_to: str = setting("none", "Also send metrics to a tracker.", choices=("none", "tensorboard", "wandb"))
+    report_to: str = setting("none", "Also send metrics to a tracker (trackio: local-first, pip install "
+                                     "'aligner[trackio]').", choices=("none", "tensorboard", "wandb", "trackio"))
+    tracker_project: str = setting("aligner", "The project wandb and trackio group a run's metrics under; "
+                                              "`aligner bench` sets it to the suite's name.")
     gradient_checkpointing: bool = setting(False, "Recompute each decoder layer's activations in the backward pass "
                                                   "instead of keeping them: less memory, about a third more "
                                                   "compute per update.")
@@ -109,12 +119,14 @@ class RunConfig:
         if self.max_samples is not None:
             self.require(["max_samples"])
         self.require(["eval_prompts", "eval_max_new_tokens", "eval_temperature", "learning_rate", "max_steps",
-                      "batch_size", "lora_r", "lora_alpha", "max_length"])
+                      "batch_size", "lora_r", "lora_alpha", "max_length", "eval_points"])
+        self.require(["diversity_prompts"], inclusive=True)
+        self.require(["diversity_samples"], minimum=2, inclusive=True)
         if not 0 <= self.lora_dropout < 1:
             raise ConfigError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout!r}")
         if not self.lora_target_modules:
             raise ConfigError("--lora-target-modules must name at least one module")
-        tracker_modules = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
+        tracker_modules = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",)}
         if self.report_to in tracker_modules and not any(map(importlib.util.find_spec, tracker_modules[self.report_to])):
             raise ConfigError(f"--report-to {self.report_to}: the {self.report_to} package is not installed "
                               f"(pip install {self.report_to})")
@@ -246,7 +258,8 @@ def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
-RESULT_NEUTRAL = frozenset({"output_dir", "overwrite", "resume", "allow_changed_settings", "report_to", "tensor_memory"})
+RESULT_NEUTRAL = frozenset({"output_dir", "overwrite", "resume", "allow_changed_settings", "report_to", "tracker_project",
+                            "tensor_memory"})
 """Settings that say where a run writes, what it continues from or what it reports, not what it computes."""
 
 

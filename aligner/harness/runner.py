@@ -17,7 +17,7 @@ import transformers
 from aligner import config as config_mod
 from aligner import plugins
 from aligner.data import prepare as data
-from aligner.harness import evaluation, memory, rundir, terminal, tracking
+from aligner.harness import evaluation, frontier, memory, rundir, terminal, tracking
 from aligner.modeling import base as models
 from aligner.parallel import distributed, sharding, threads
 from aligner.reward import judges
@@ -51,6 +51,10 @@ class TrainContext:
     """Algorithm-specific figures to add to summary.json (reward model accuracy, phase times, ...).
     `trainable_params` here replaces the runner's count of the returned policy's trainable parameters, for
     algorithms that train more than the policy (a critic, heads) or nothing (the base)."""
+    evaluation_points: frontier.EvaluationPoints = field(default_factory=frontier.NoEvaluationPoints)
+    """Training loops call it after every step (`context.evaluation_points(step, model)`); it evaluates the policy
+    at the run's scheduled steps (--eval-points). An online loop gives it its reward (`set_proxy`) so that each point
+    reports the proxy reward beside gold."""
 
 
 def resolve_config(algorithm, config=None, **overrides):
@@ -70,7 +74,9 @@ def summary_table(summary: dict) -> str:
                  ("gold reward (policy)", f"{summary['gold_reward_after']:+.3f}"),
                  ("KL(policy || reference)", f"{summary['kl']:.3f}")]
     if summary.get("reward_model_accuracy") is not None:
-        rows.append(("reward model held-out accuracy", f"{summary['reward_model_accuracy']:.3f}"))
+        interval = "" if summary.get("reward_model_accuracy_low") is None else \
+            f" [{summary['reward_model_accuracy_low']:.3f}, {summary['reward_model_accuracy_high']:.3f}]"
+        rows.append(("reward model held-out accuracy", f"{summary['reward_model_accuracy']:.3f}{interval}"))
     if summary.get("peak_tensor_mb") is not None:
         rows.append(("peak tensor memory (MB)", f"{summary['peak_tensor_mb']:.1f}"))
     for name, mb in (summary.get("reward_model_weights_mb") or {}).items():
@@ -133,6 +139,18 @@ def run(algorithm: str, config=None, *, verbose: bool = False, **overrides) -> d
     return summary
 
 
+def _evaluation_points(cfg, algo, evaluates: bool, staging: Path, evaluate) -> frontier.EvaluationPoints:
+    """The run's evaluation points. Only the main process evaluates; a sharded run (FSDP) cannot evaluate on one
+    process between steps, so it evaluates at the end only, and says so."""
+    if not evaluates:
+        return frontier.NoEvaluationPoints()
+    if cfg.eval_points > 1 and distributed.world_size() > 1 and sharding.sharding_requested():
+        terminal.note(f"--eval-points {cfg.eval_points}: a sharded run evaluates at the end only")
+        return frontier.EvaluationPoints([cfg.max_steps], evaluate, staging / frontier.EVALUATIONS)
+    return frontier.EvaluationPoints(frontier.schedule(cfg.max_steps, cfg.eval_points), evaluate,
+                                     staging / frontier.EVALUATIONS)
+
+
 def _claim_on_main(out: Path, main: bool):
     """The main process claims the output directory; a refusal is raised on every process, so none is left
     waiting for the others at the next collective."""
@@ -158,7 +176,8 @@ def _left_behind(staging: Path | None, out: Path, main: bool, what: str) -> str:
     return f"{what}; nothing was written to {out} (the partial output held no checkpoint and was removed)"
 
 
-EMPTY_EVALUATION = {"gold_reward": None, "gold_reward_std": None, "kl": None, "response_tokens": None, "samples": []}
+EMPTY_EVALUATION = {"gold_reward": None, "gold_reward_std": None, "kl": None, "response_tokens": None, "samples": [],
+                    "proxy_reward": None, "diversity_samples": []}
 """What an algorithm that trains no policy gets in place of an evaluation."""
 
 
@@ -223,6 +242,10 @@ def _summary(algorithm, algo, cfg, where, context, policy, before, after, second
         "peak_tensor_mb": peak["tensors"],
         "train_seconds": seconds["train"],
         "eval_seconds": seconds["eval"],
+        "eval_points": cfg.eval_points if algo.trains_policy else 0,
+        "evaluation_points_seconds": seconds.get("points", 0.0),
+        "proxy_reward_before": before.get("proxy_reward"),
+        "proxy_reward_after": after.get("proxy_reward"),
         "num_processes": distributed.world_size(),
         # compute: tokens sampled, and tokens through a forward and backward pass (forward-only passes not counted)
         "generated_tokens": 0,
@@ -243,10 +266,15 @@ def _run_claimed(algorithm, algo, cfg, registry, where, state, main, out, stagin
     eval_args = dict(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature, seed=cfg.seed,
                      max_prompt_tokens=cfg.max_length, columns=eval_columns)
     evaluates = algo.trains_policy and main  # with several processes, the main one evaluates and writes
+    diversity = dict(diversity_prompts=cfg.diversity_prompts, diversity_samples=cfg.diversity_samples)
     seconds = {"eval": time.perf_counter()}
-    before = evaluation.evaluate(base, tokenizer, eval_prompts, judge, **eval_args) if evaluates \
+    before = evaluation.evaluate(base, tokenizer, eval_prompts, judge, **eval_args, **diversity) if evaluates \
         else EMPTY_EVALUATION
     seconds["eval"] = time.perf_counter() - seconds["eval"]
+    points = _evaluation_points(cfg, algo, evaluates, staging, lambda model, proxy: evaluation.evaluate(
+        model, tokenizer, eval_prompts, judge, proxy=proxy, **eval_args))
+    if evaluates:
+        points.record(0, before, seconds["eval"])
 
     settings = config_mod.to_dict(cfg)
     metrics = _metrics_sink(cfg, staging, out, main, settings)
@@ -258,7 +286,7 @@ def _run_claimed(algorithm, algo, cfg, registry, where, state, main, out, stagin
                                train_dataset=run_data.train.dataset, eval_prompts=eval_prompts, placement=where,
                                output_dir=staging, log_metrics=steps, registry=registry,
                                data_layout=run_data.train.layout, eval_columns=eval_columns,
-                               reward_sources=rewards,
+                               reward_sources=rewards, evaluation_points=points,
                                reward_pairs=run_data.reward_pairs.dataset if run_data.reward_pairs else None)
         memory.reset_peak()
         started = time.perf_counter()
@@ -266,7 +294,8 @@ def _run_claimed(algorithm, algo, cfg, registry, where, state, main, out, stagin
         tensors = memory.TensorMemory(where.device) if counting else contextlib.nullcontext()
         with tensors:
             policy = algo.run_train(context)
-        seconds["train"] = time.perf_counter() - started
+        seconds["train"] = time.perf_counter() - started - points.seconds
+        seconds["points"] = points.seconds
         peak = {"process": memory.peak_memory_mb(where.device), "tensors": tensors.peak_mb if counting else None}
         if not main:
             metrics.close()
@@ -275,14 +304,18 @@ def _run_claimed(algorithm, algo, cfg, registry, where, state, main, out, stagin
         after = EMPTY_EVALUATION
         if algo.trains_policy:
             started = time.perf_counter()
-            after = evaluation.evaluate(policy, tokenizer, eval_prompts, judge, **eval_args)
+            after = evaluation.evaluate(policy, tokenizer, eval_prompts, judge, proxy=points.proxy, **eval_args,
+                                        **diversity)
             seconds["eval"] += time.perf_counter() - started
+            points.record(cfg.max_steps, after, time.perf_counter() - started)
             models.save_adapter(policy, policy.active_adapter, staging / "adapter")
             tokenizer.save_pretrained(staging / "adapter")
         summary = _summary(algorithm, algo, cfg, where, context, policy, before, after, seconds, peak)
         summary.update(judges.summary_fields(cfg, rewards, algo), data=run_data.report)
         rundir.write_json(staging / "summary.json", summary)
-        rundir.write_json(staging / "samples.json", {"base": before["samples"], "policy": after["samples"]})
+        rundir.write_json(staging / "samples.json", {"base": before["samples"], "policy": after["samples"],
+                                                     "diversity": {"base": before.get("diversity_samples", []),
+                                                                   "policy": after.get("diversity_samples", [])}})
     finally:
         metrics.close()
     rundir.publish(staging, out, cfg.overwrite)

@@ -143,6 +143,7 @@ def train_offline(context, model, step: Step, count: int, desc: str):
             context.log_metrics(number, metrics)
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+            context.evaluation_points(number, model)  # before the checkpoint: a resumed run carries its points
             if (number % cfg.save_every == 0 or number == cfg.max_steps) and distributed.is_main():
                 last = write(context.output_dir / CHECKPOINTS, number, model, optimizer, lr_schedule, order, tokens,
                              settings)

@@ -178,6 +178,7 @@ def train_online(context, method: str, critic_factory=None, *, name: str | None 
 
     run = setup(context, method, critic_factory)
     cfg = context.config
+    context.evaluation_points.set_proxy(run.scorer)
     with tqdm(total=cfg.max_steps, initial=run.first_step - 1, desc=name or method, dynamic_ncols=True,
               disable=not distributed.is_main()) as bar:
         for step in range(run.first_step, cfg.max_steps + 1):
@@ -185,6 +186,7 @@ def train_online(context, method: str, critic_factory=None, *, name: str | None 
             context.log_metrics(step, metrics)
             bar.update(1)
             bar.set_postfix(score=f"{metrics['objective/scores']:+.3f}", kl=f"{metrics['objective/kl']:.2f}")
+            context.evaluation_points(step, run.model)  # before the checkpoint: a resumed run carries its points
             if step % cfg.save_every == 0 or step == cfg.max_steps:
                 save(run, step)
     return finish(run)

@@ -5,6 +5,7 @@ API: `aligner run reward` trains one on its own, and online algorithms (PPO) tra
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,12 @@ def pair_margins(model, head: ScalarHead, pairs: PairBatch) -> torch.Tensor:
             - sequence_scores(model, head, pairs.rejected.input_ids, pairs.rejected.attention_mask))
 
 
-def split_pairs(rows, held_out_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+HELDOUT_SEED = 0
+"""The held-out pairs are drawn with this seed whatever the run's seed: reward models of several seeds are then
+measured on one set, so their accuracies differ by training alone, not by which pairs each happened to hold out."""
+
+
+def split_pairs(rows, held_out_fraction: float, seed: int = HELDOUT_SEED) -> tuple[list[int], list[int]]:
     """Indices of the training and the held-out pairs of `rows` (a list of dicts, or a `datasets.Dataset`, whose
     prompt column alone is read), split by prompt so no held-out prompt is trained on."""
     keys = [json.dumps(p) for p in (rows["prompt"] if not isinstance(rows, list) else (r["prompt"] for r in rows))]
@@ -66,6 +72,17 @@ def split_pairs(rows, held_out_fraction: float, seed: int) -> tuple[list[int], l
         raise DatasetError(f"{len(rows)} pairs are too few to hold out {held_out_fraction:.0%} for accuracy")
     return train, test
 
+
+
+def accuracy_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson's 95% score interval for an accuracy of `correct` out of `total` pairs: unlike the normal
+    approximation it stays inside [0, 1] and is honest near 0 and 1 and for small sets."""
+    if total == 0:
+        return 0.0, 1.0
+    share = correct / total
+    centre = (share + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @torch.no_grad()
@@ -85,7 +102,7 @@ def train_reward_model(model, tokenizer, rows, *, steps: int, batch_size: int, l
                        ) -> tuple[RewardModel, dict]:
     """Adds the `reward` adapter and head to `model`, trains them on `rows` (preference pairs: a list of dicts or a
     `datasets.Dataset`), and returns the model and its metrics."""
-    train_rows, held_out = split_pairs(rows, heldout_fraction, seed)
+    train_rows, held_out = split_pairs(rows, heldout_fraction)
     test_rows = take(rows, held_out)
     if REWARD_ADAPTER not in model.peft_config:  # a sharded model has it added before sharding
         add_adapter(model, REWARD_ADAPTER)
@@ -113,7 +130,9 @@ def train_reward_model(model, tokenizer, rows, *, steps: int, batch_size: int, l
     for p in params:
         p.requires_grad_(False)
     accuracy = pairwise_accuracy(model, head, tokenizer, test_rows, max_length, device)
-    return RewardModel(head), {"reward_model_accuracy": accuracy, "reward_model_accuracy_before": accuracy_before,
+    low, high = accuracy_interval(round(accuracy * len(test_rows)), len(test_rows))
+    return RewardModel(head), {"reward_model_accuracy": accuracy, "reward_model_accuracy_low": low,
+                               "reward_model_accuracy_high": high, "reward_model_accuracy_before": accuracy_before,
                                "reward_model_train_pairs": len(train_rows),
                                "reward_model_heldout_pairs": len(test_rows)}
 

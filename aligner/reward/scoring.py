@@ -99,7 +99,8 @@ def _reward_model(context, model, summary: dict, loaded):
             save_reward_model(model, rm, context.output_dir / "reward_model", {k: v for k, v in meta.items()
                                                                    if k.startswith("reward_model_")})
     distributed.barrier()
-    summary["reward_model_accuracy"] = meta.get("reward_model_accuracy")
+    summary.update({k: meta.get(k) for k in ("reward_model_accuracy", "reward_model_accuracy_low",
+                                             "reward_model_accuracy_high", "reward_model_heldout_pairs")})
     return rm
 
 

@@ -203,7 +203,8 @@ def read_checkpoint(checkpoint: Path, kind: str, settings: dict, allow_changed: 
 def continue_run(context, checkpoint: Path, step: int, with_step_zero: bool = False) -> None:
     """What every loop does once it has restored `checkpoint` (of iteration `step`): the main process copies the
     checkpoint into this run's `checkpoints/`, so the new run directory is complete on its own, and the resumed
-    run's metrics up to `step` are logged again first, so metrics.jsonl reads as one run. Rows of step 0 (a reward
+    run's metrics (and evaluation points) up to `step` are logged again first, so metrics.jsonl (evaluations.jsonl)
+    reads as one run. Rows of step 0 (a reward
     model trained before the loop) are carried when `with_step_zero`; summary gets `resumed_from_step`."""
     import json
     import shutil
@@ -214,6 +215,9 @@ def continue_run(context, checkpoint: Path, step: int, with_step_zero: bool = Fa
     context.summary_extras["resumed_from_step"] = step
     if distributed.is_main():
         shutil.copytree(checkpoint, context.output_dir / CHECKPOINTS / checkpoint.name, dirs_exist_ok=True)
+    points = getattr(context, "evaluation_points", None)
+    if points is not None and checkpoint.parent.name == CHECKPOINTS:
+        points.carry(checkpoint.parents[1] / "evaluations.jsonl", step)
     previous = checkpoint.parents[1] / "metrics.jsonl"
     if checkpoint.parent.name != CHECKPOINTS or not previous.is_file():
         return
