@@ -41,8 +41,16 @@ def _plugins_command(args) -> int:
 
 
 def _bench_command(args) -> int:
-    from aligner.bench.run import run_bench
+    from aligner.bench.run import report_bench, run_bench
 
+    if args.suite == "report":
+        if not args.directory:
+            raise UsageError("aligner bench report DIR: name the bench's output directory")
+        report_bench(args.directory, plugins.default().registry)
+        return 0
+    if args.directory:
+        raise UsageError(f"aligner bench: unexpected argument {args.directory!r} (one suite at a time; "
+                         f"`aligner bench report DIR` reports a finished bench again)")
     if args.num_processes < 1:
         raise UsageError(f"--num-processes must be >= 1, got {args.num_processes}")
     outcome = run_bench(args.suite, args.output_dir, args.rerun, plugins.default().registry,
@@ -112,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="Run a benchmark suite: every algorithm from the same base on the "
                                               "same data, evaluated alike, side by side.", parents=[verbose])
     bench.add_argument("suite", nargs="?", default=None,
-                       help="A suite YAML file, or a built-in suite name (default: default).")
+                       help="A suite YAML file, or a built-in suite name (default: default); `report DIR` "
+                            "writes the report of a bench's output directory again, training nothing.")
+    bench.add_argument("directory", nargs="?", default=None, help=argparse.SUPPRESS)
     bench.add_argument("--output-dir", help="Where runs and results go (default: bench-runs/<suite name>). "
                                             "Re-running into it keeps finished runs.")
     bench.add_argument("--rerun", action="store_true", help="Run every run again, finished or not.")

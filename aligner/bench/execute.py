@@ -1,5 +1,12 @@
-"""Runs a suite's runs, each in its own process (`aligner run ...`), so one run's memory peak or crash cannot
-leak into the next. Finished runs are kept and skipped on a re-run; failed runs are recorded and retried."""
+"""Runs a suite's runs, each in its own process, so one run's memory peak or crash cannot leak into the next.
+Finished runs are kept and skipped on a re-run; failed runs are recorded and retried.
+
+On Linux each run is forked by a fork server (multiprocessing's), a fresh interpreter started once per bench that
+has imported torch, transformers, peft, TRL, datasets and the plugins and computed nothing: a run then starts in a
+fraction of a second instead of the seconds a new interpreter spends importing (docs/benchmarks.md has the measured
+difference). Its peak process memory is its own high-water mark from the fork on, which starts at the imports'
+resident size, as a new process's would after the same imports. Elsewhere (macOS, where fork is unsafe with system frameworks, and Windows), and
+for data-parallel runs under torchrun, each run is a new `aligner run` process."""
 
 from __future__ import annotations
 
@@ -82,18 +89,85 @@ def launcher(num_processes: int) -> list[str]:
             "127.0.0.1", "--master_port", str(free_port()), "-m", "aligner"]
 
 
-def run_one(out: Path, spec: RunSpec, num_processes: int = 1) -> Outcome:
+def forks() -> bool:
+    """Whether runs start as forked children of the bench's fork server (see the module's docstring)."""
+    return sys.platform.startswith("linux") and os.environ.get("ALIGNER_BENCH_FORK", "1") != "0"
+
+
+def _fork_server():
+    """multiprocessing's fork server: a new interpreter, started once, that imports what every run imports
+    (`aligner.bench.preload`) and forks a child per run. It has computed nothing when it forks, whatever the
+    calling process did before (a thread pool started before a fork is unusable in the child)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["aligner.bench.preload"])
+    return context
+
+
+def _child(argv: list[str], log_path: str) -> None:
+    """A forked run: `aligner.cli.main(argv)` with its output in `log_path`; exits with main's exit code."""
+    code = 1
+    try:
+        with open(log_path, "a") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+        sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+        sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        from aligner.cli import main
+
+        code = main(argv)
+    except BaseException:  # noqa: BLE001 - reported in the run's log, as a process's traceback would be
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code if isinstance(code, int) else 1)
+
+
+class ForkedRun:
+    """A run forked by the fork server, with the part of Popen's interface that `wait_or_interrupt` uses."""
+
+    def __init__(self, context, argv: list[str], log_path: Path):
+        self.process = context.Process(target=_child, args=(argv, str(log_path)))
+        self.process.start()
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            raise subprocess.TimeoutExpired(f"run {self.process.pid}", timeout)
+        return self.process.exitcode
+
+    def send_signal(self, number: int) -> None:
+        if self.process.exitcode is None:
+            os.kill(self.process.pid, number)
+
+    def kill(self) -> None:
+        self.process.kill()
+
+
+def run_one(out: Path, spec: RunSpec, num_processes: int = 1, project: str | None = None, fork_server=None) -> Outcome:
+    """One run: forked by `fork_server` when given, else a new process; `project` groups the suite's runs in a
+    tracker (--report-to wandb or trackio)."""
     configs, logs = out / "configs", out / "logs"
     configs.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
     config_path = configs / f"{spec.id}.yaml"
-    config_path.write_text(yaml.safe_dump(spec.settings, sort_keys=True))
-    command = [*launcher(num_processes), "run", spec.algorithm, "--config", str(config_path),
-               "--seed", str(spec.seed), "--output-dir", str(run_dir(out, spec)), "--overwrite"]
+    settings = {"tracker_project": project, **spec.settings} if project else spec.settings
+    config_path.write_text(yaml.safe_dump(settings, sort_keys=True))
+    arguments = ["run", spec.algorithm, "--config", str(config_path), "--seed", str(spec.seed), "--output-dir",
+                 str(run_dir(out, spec)), "--overwrite"]
+    command = [*launcher(num_processes), *arguments]
     started = time.perf_counter()
     with open(logs / f"{spec.id}.log", "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        if fork_server is not None and num_processes == 1:
+            process = ForkedRun(fork_server, arguments, logs / f"{spec.id}.log")
+        else:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
         returncode = wait_or_interrupt(process)
     seconds = time.perf_counter() - started
     failure = failure_path(out, spec)
@@ -142,6 +216,7 @@ def execute(suite: Suite, out: Path, rerun: bool = False, log=print, num_process
     outcomes: list[Outcome] = []
     durations: dict[str, list[float]] = {}
     total = len(suite.runs)
+    fork_server = _fork_server() if num_processes == 1 and forks() else None
     for index, spec in enumerate(suite.runs, start=1):
         changes = changes_since(out, spec)
         if not rerun and changes == []:
@@ -153,7 +228,7 @@ def execute(suite: Suite, out: Path, rerun: bool = False, log=print, num_process
                 f"running it again")
         log(f"[{index}/{total}] {spec.id}: running {spec.algorithm} ...")
         try:
-            outcome = run_one(out, spec, num_processes)
+            outcome = run_one(out, spec, num_processes, project=suite.name, fork_server=fork_server)
         except KeyboardInterrupt:
             kept = sum(is_finished(out, s) for s in suite.runs)
             raise SuiteInterrupted(f"interrupted during run {spec.id}; {kept} finished run(s) of {total} are kept in "

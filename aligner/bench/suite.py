@@ -6,6 +6,7 @@ run 14 fails at once, naming the entry, not after an hour.
     name: default
     common: {model: aligner-toy, dataset: aligner-toy, eval_prompts: 128}   # every run gets these
     seeds: [0, 1, 2]
+    kl_budgets: [1, 2, 4, 8]      # compare methods at these KLs (default)
     runs:
       - {name: base, algorithm: base}
       - {name: ppo-shared, algorithm: ppo, settings: {critic: shared}}
@@ -26,7 +27,7 @@ from aligner.config import ConfigError, RunConfig
 from aligner.errors import SuiteError
 from aligner.harness.rundir import is_safe_name
 
-SUITE_KEYS = {"name", "description", "common", "seeds", "runs", "shared_reward_model"}
+SUITE_KEYS = {"name", "description", "common", "seeds", "runs", "shared_reward_model", "kl_budgets"}
 SHARED = "@"
 """A setting value `@<run id>` is that run's reward model directory, filled in when the run starts."""
 RUN_KEYS = {"name", "algorithm", "settings", "seeds", "sweep"}
@@ -63,6 +64,8 @@ class Suite:
     description: str
     path: Path
     runs: list[RunSpec]
+    kl_budgets: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    """The KL budgets (nats per response) at which methods are compared (aligner.bench.compare)."""
 
 
 def resolve_path(spec: str | None) -> Path:
@@ -200,7 +203,15 @@ def load(spec: str | None, registry) -> Suite:
     if not is_safe_name(suite_name):
         raise SuiteError(f"{path}: suite name {suite_name!r} is not allowed: it names the default output directory "
                          f"bench-runs/<name>, so use letters, digits, '.', '_', '+' and '-'")
-    return Suite(suite_name, str(data.get("description", "")), path, specs)
+    return Suite(suite_name, str(data.get("description", "")), path, specs,
+                 _check_budgets(path, data.get("kl_budgets", list(Suite.kl_budgets))))
+
+
+def _check_budgets(path: Path, budgets) -> tuple[float, ...]:
+    if not (isinstance(budgets, list) and budgets and all(isinstance(b, (int, float)) and not isinstance(b, bool)
+                                                         and b > 0 for b in budgets)):
+        raise SuiteError(f"{path}: kl_budgets must be a non-empty list of positive numbers, got {budgets!r}")
+    return tuple(sorted({float(b) for b in budgets}))
 
 
 def _share_reward_models(path: Path, given, common: dict, specs: list[RunSpec], registry) -> list[RunSpec]:

@@ -1,4 +1,4 @@
-"""`--report-to tensorboard|wandb` for every algorithm: the runner feeds the tracker the same rows it writes to
+"""`--report-to tensorboard|wandb|trackio` for every algorithm: the runner feeds the tracker the same rows it writes to
 metrics.jsonl, so an algorithm logs once (`context.log_metrics`) and never talks to a tracker itself. The trackers
 are accelerate's; TRL-based algorithms therefore run with TRL's own reporting off, so nothing is sent twice."""
 
@@ -12,15 +12,21 @@ TENSORBOARD_DIR = "tensorboard"
 
 
 def open_tracker(kind: str, run_dir: Path, run_name: str, settings: dict):
-    """A started accelerate tracker, or None for `none`."""
+    """A started accelerate tracker, or None for `none`. wandb and trackio group runs under the run's
+    `tracker_project` (a bench sets it to its suite's name, so a bench's runs sit side by side)."""
     if kind == "none":
         return None
-    from accelerate.tracking import TensorBoardTracker, WandBTracker
+    from accelerate.tracking import TensorBoardTracker, TrackioTracker, WandBTracker
 
+    project = settings.get("tracker_project") or "aligner"
     if kind == "tensorboard":
         tracker = TensorBoardTracker(run_name, run_dir / TENSORBOARD_DIR)
+    elif kind == "trackio":
+        # local-first: a database per project under TRACKIO_DIR (default ~/.cache/huggingface/trackio), viewed
+        # with `trackio show --project NAME`; no machine metrics, which would add a sampling thread to every run
+        tracker = TrackioTracker(project, name=run_name, auto_log_cpu=False, auto_log_gpu=False)
     else:
-        tracker = WandBTracker("aligner", name=run_name)
+        tracker = WandBTracker(project, name=run_name)
     tracker.start()
     tracker.store_init_configuration({k: v for k, v in settings.items() if isinstance(v, (int, float, str, bool))})
     return tracker

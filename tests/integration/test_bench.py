@@ -74,20 +74,28 @@ def test_sweeps_and_seeds_expand(tmp_path):
     assert [s.settings["tensor_memory"] for s in suite_mod.load(path, plugins.default().registry).runs] == ["off"] * 2
 
 
+METHODS = ("base", "ppo-shared", "ppo-separate", "grpo", "rloo", "reinforce-pp", "dpo", "ipo", "simpo", "kto", "orpo")
+
+
 def test_builtin_suites_are_valid():
     registry = plugins.default().registry
     default = suite_mod.load("default", registry)
     algorithms = {s.algorithm for s in default.runs}
     assert algorithms == {"reward", "base", "ppo", "grpo", "rloo", "reinforce-pp", "dpo", "ipo", "simpo", "kto",
                           "orpo"}, "every built-in, the shared reward model included"
-    for name in ("base", "ppo-shared", "ppo-separate", "grpo", "rloo", "reinforce-pp", "dpo", "ipo", "simpo", "kto",
-                 "orpo"):
-        assert len([s for s in default.runs if s.name == name]) >= 3, f"{name} needs 3 seeds"
-    assert len([s for s in default.runs if s.algorithm == "reward"]) == 3, "one reward model per seed"
-    for algorithm, key in (("ppo", "kl_coef"), ("grpo", "kl_coef"), ("dpo", "beta")):
-        strengths = {s.settings.get(key) for s in default.runs if s.algorithm == algorithm and s.settings.get(
-            "critic", "shared") == "shared"}
+    for name in METHODS:
+        assert len([s for s in default.runs if s.name == name]) >= 5, f"{name} needs 5 seeds"
+    rewards = [s for s in default.runs if s.algorithm == "reward"]
+    assert len(rewards) == 5, "one reward model per seed"
+    assert {s.resolved["heldout_fraction"] for s in rewards} == {0.42}, "one held-out set of >= 500 pairs"
+    for algorithm, key in (("ppo", "kl_coef"), ("grpo", "kl_coef"), ("rloo", "kl_coef"), ("reinforce-pp", "kl_coef"),
+                           ("dpo", "beta"), ("ipo", "beta"), ("kto", "beta")):
+        strengths = {s.resolved[key] for s in default.runs if s.algorithm == algorithm}
         assert len(strengths) >= 3, f"{algorithm} needs >= 3 KL strengths, has {strengths}"
+    assert all(s.resolved["eval_points"] >= 4 for s in default.runs if s.algorithm != "reward")
+    assert default.kl_budgets == (1.0, 2.0, 4.0, 8.0)
+    quick = suite_mod.load("quick", registry)
+    assert {s.name for s in quick.runs} == {*METHODS, "reward-model"}
     suite_mod.load("smoke", registry)
 
 
@@ -103,7 +111,7 @@ def test_smoke_suite_writes_every_output(smoke):
     out, outcome = smoke
     assert outcome["failed"] == []
     for name in ("results.json", "results.csv", "results.md", "reward_vs_kl.png", "resources.png",
-                 "reward_vs_compute.png"):
+                 "reward_vs_compute.png", "frontier.png", "improvement.png", "suite.yaml"):
         assert (out / name).stat().st_size > 0, name
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
@@ -130,6 +138,30 @@ def test_smoke_suite_writes_every_output(smoke):
         "counted on seed 0 (the shared reward model is not counted)"
     md = (out / "results.md").read_text()
     assert "| ppo-separate | ppo | critic=separate | 1 |" in md
+    comparison = results["comparison"]
+    assert {c["method"] for c in comparison["curves"]} == {"base", "ppo-shared", "ppo-separate",
+                                                           "grpo", "rloo", "reinforce-pp", "dpo", "ipo", "simpo",
+                                                           "kto", "orpo"}
+    assert all([p["step"] for p in c["points"]][0] == 0 and len(c["points"]) == 3 for c in comparison["curves"]
+               if c["method"] != "base"), "the base at step 0 and 2 evaluation points"
+    pairs = [p for p in comparison["pairs"] if p["budget"] == comparison["budgets"][0]]
+    assert len(pairs) == 55 and all(p["verdict"] in ("indistinguishable", f"{p['a']} better", f"{p['b']} better")
+                                    for p in pairs)
+    assert "## Which differences are real" in md and "Holm-corrected" in md
+    online = [r for r in results["runs"] if r["algorithm"] in ("ppo", "grpo")]
+    assert all(r["proxy_reward"] is not None and r["self_similarity"] is not None for r in online)
+
+
+@pytest.mark.slow
+def test_bench_report_rewrites_the_report_from_the_runs(smoke, capsys):
+    out, _ = smoke
+    before = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
+    (out / "results.md").unlink()
+    assert main(["bench", "report", str(out)]) == 0
+    assert "## Which differences are real" in (out / "results.md").read_text()
+    assert before == {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}, "nothing retrained"
+    assert main(["bench", "report", str(out / "runs")]) == 2
+    assert "not a bench output directory (no suite.yaml" in capsys.readouterr().err
 
 
 @pytest.mark.slow

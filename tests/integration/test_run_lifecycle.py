@@ -222,7 +222,7 @@ def test_bench_reruns_runs_whose_settings_changed(tmp_path, toy_world):
     run_bench(suite(5), str(tmp_path / "out"), False, registry, log=messages.append)
     assert any("base-seed0: finished earlier, kept" in m for m in messages)
     spec = load(suite(6), registry).runs[0]
-    assert results.record(tmp_path / "out", spec)["status"] == "stale", "an old result is never reported as new"
+    assert results.record(tmp_path / "out", spec, None)["status"] == "stale", "an old result is never reported as new"
 
 
 def tensorboard_tags(run: Path) -> set[str]:
@@ -257,6 +257,27 @@ def test_report_to_tensorboard_for_every_algorithm(tmp_path, toy_world, algorith
     events = list(out.rglob("events.out.tfevents.*"))
     assert events and all(p.is_relative_to(out / "tensorboard") for p in events), \
         "TRL reports nothing itself: nothing is logged twice, and nothing outside tensorboard/"
+
+
+def test_report_to_trackio_groups_runs_under_their_project(tmp_path, toy_world):
+    """trackio (local-first) through accelerate's tracker, offline: each run's metrics.jsonl rows land in the
+    project's local database, under the run's name; a second run of the project sits beside the first."""
+    import sqlite3
+
+    env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio"), "HF_HUB_OFFLINE": "1"}
+    for name in ("first", "second"):
+        done = subprocess.run([sys.executable, "-m", "aligner", "run", "dpo", "--max-steps", "3", "--batch-size", "4",
+                               "--eval-prompts", "4", "--eval-max-new-tokens", "4", "--report-to", "trackio",
+                               "--tracker-project", "my-bench", "--output-dir", str(tmp_path / name)],
+                              capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    database = sqlite3.connect(tmp_path / "trackio" / "my-bench.db")
+    rows = database.execute("select run_name, step, metrics from metrics order by id").fetchall()
+    assert {r[0] for r in rows} == {"first", "second"}
+    first = [(step, json.loads(values)) for run, step, values in rows if run == "first"]
+    logged = [r for r in metrics(tmp_path / "first") if r["step"] > 0]
+    assert [step for step, _ in first] == [r["step"] for r in logged] == [1, 2, 3]
+    assert [v["loss"] for _, v in first] == pytest.approx([r["loss"] for r in logged])
 
 
 @pytest.mark.slow
