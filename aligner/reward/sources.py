@@ -101,9 +101,19 @@ def _one_line(error: Exception) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0][:200] if text else ''}"
 
 
+REFERENCES = "?references="
+"""`evaluate:<module>[#<key>]?references=<column>`: the module's references are that column of the rows."""
+
+
+def _references_column(spec: str) -> tuple[str, str | None]:
+    """The spec without its `?references=<column>` part, and the column (None: the prompts)."""
+    head, found, column = spec.rpartition(REFERENCES)
+    return (head, column) if found else (spec, None)
+
+
 def _split_evaluate_spec(spec: str) -> tuple[str, str | None]:
-    """`evaluate:<module>[#<key>]` -> (module, key or None); the last '#' starts the key."""
-    target, hashed, key = spec[len(EVALUATE_PREFIX):].rpartition("#")
+    """`evaluate:<module>[#<key>][?references=<column>]` -> (module, key or None); the last '#' starts the key."""
+    target, hashed, key = _references_column(spec)[0][len(EVALUATE_PREFIX):].rpartition("#")
     return (target, key) if hashed else (key, None)
 
 
@@ -140,6 +150,10 @@ def load_evaluate_module(spec: str, flag: str) -> tuple[object, str | None]:
     if "predictions" not in columns:
         raise RewardError(f"{flag} {spec}: the evaluate module takes no predictions (its inputs: "
                           f"{', '.join(columns) or 'none'}); a judge scores the responses as predictions")
+    column = _references_column(spec)[1]
+    if column is not None and (not column or "references" not in columns):
+        raise RewardError(f"{flag} {spec}: " + ("name the column after ?references=" if not column else
+                          f"the evaluate module takes no references (its inputs: {', '.join(columns)})"))
     return module, key
 
 
@@ -149,15 +163,21 @@ def _feature_names(features) -> list[str]:
 
 
 def evaluate_scorer(spec: str, module, key: str | None) -> Callable:
-    """Scores with `module.compute(predictions=<responses>, references=<prompts>)` (references only if the module
-    takes them) and returns the list under `key`: one number per response."""
+    """Scores with `module.compute(predictions=<responses>, references=<prompts, or the named column>)`
+    (references only if the module takes them) and returns the list under `key`: one number per response."""
     takes_references = "references" in _feature_names(module.features)
+    column = _references_column(spec)[1]
     target = _split_evaluate_spec(spec)[0]
     name = Path(target).name if Path(target).expanduser().exists() else target  # a module's own name is its class's
 
     def score(prompts: list, completions: list, **columns) -> list[float]:
         inputs = {"predictions": [_text(c) for c in completions]}
-        if takes_references:
+        if column is not None:
+            if column not in columns:
+                raise RewardError(f"evaluate module {name}: the rows have no column {column!r} for its references "
+                                  f"(their columns: {', '.join(columns) or 'none besides the prompt'})")
+            inputs["references"] = [_text(v) if isinstance(v, (str, list)) else v for v in columns[column]]
+        elif takes_references:
             inputs["references"] = [_text(p) for p in prompts]
         result = module.compute(**inputs)
         if not isinstance(result, dict):

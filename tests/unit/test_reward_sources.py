@@ -243,6 +243,21 @@ def test_an_evaluate_module_with_references_gets_the_prompts(tmp_path, registry)
 
 
 @with_evaluate_cache
+def test_an_evaluate_module_can_take_a_named_column_as_references(tmp_path, registry):
+    folder = judge_folder(tmp_path, "match_judge",
+                          '{"matches": [float(p.strip() == r) for p, r in zip(predictions, references)]}',
+                          features=f'{{"predictions": {TEXT}, "references": {TEXT}}}')
+    source = sources.resolve_reward(f"evaluate:{folder}#matches?references=answer", registry, "--reward")
+    assert scores_checked(source, ["2+2?", "3+3?"], [" 4", "7"], {"answer": ["4", "6"]}) == [1.0, 0.0]
+    with pytest.raises(TrainingError, match=r"the rows have no column 'answer' for its references \(their columns: "
+                                            r"label\)"):
+        scores_checked(source, ["2+2?"], ["4"], {"label": ["4"]})
+    plain = judge_folder(tmp_path, "plain_judge", '{"scores": [1.0 for p in predictions]}')
+    with pytest.raises(sources.RewardError, match="the evaluate module takes no references"):
+        sources.resolve_reward(f"evaluate:{plain}?references=answer", registry, "--reward")
+
+
+@with_evaluate_cache
 @pytest.mark.parametrize("outputs, message", [
     ('{"scores": [str(len(p)) for p in predictions]}', r"evaluate module bad_judge, key 'scores': '1' is not a number"),
     ('{"scores": [None for p in predictions]}', r"evaluate module bad_judge, key 'scores': None is not a number"),
