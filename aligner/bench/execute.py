@@ -217,8 +217,12 @@ def execute(suite: Suite, out: Path, rerun: bool = False, log=print, num_process
     durations: dict[str, list[float]] = {}
     total = len(suite.runs)
     fork_server = _fork_server() if num_processes == 1 and forks() else None
+    retrained: set[str] = set()  # shared reward models trained in this execution
     for index, spec in enumerate(suite.runs, start=1):
         changes = changes_since(out, spec)
+        reward_model = shared_reward_model(out, spec)
+        if changes == [] and reward_model in retrained:
+            changes = [f"its shared reward model {reward_model} was trained again"]
         if not rerun and changes == []:
             outcomes.append(Outcome(spec, "kept", 0.0))
             log(f"[{index}/{total}] {spec.id}: finished earlier, kept (--rerun to redo)")
@@ -234,6 +238,7 @@ def execute(suite: Suite, out: Path, rerun: bool = False, log=print, num_process
             raise SuiteInterrupted(f"interrupted during run {spec.id}; {kept} finished run(s) of {total} are kept in "
                                    f"{out}, and the same command continues with the rest") from None
         outcomes.append(outcome)
+        retrained.add(spec.id)
         durations.setdefault(spec.algorithm, []).append(outcome.seconds)
         remaining = [s for s in suite.runs[index:] if rerun or not is_finished(out, s)]
         eta = sum(estimate(durations, s.algorithm) for s in remaining)
@@ -241,6 +246,15 @@ def execute(suite: Suite, out: Path, rerun: bool = False, log=print, num_process
         log(f"[{index}/{total}] {spec.id}: {status} in {outcome.seconds:.0f} s; "
             f"{len(remaining)} to go, ETA {int(eta // 60)}:{int(eta % 60):02d}")
     return outcomes
+
+
+def shared_reward_model(out: Path, spec: RunSpec) -> str | None:
+    """The id of the suite's reward-model run whose reward model `spec` uses, if any. Its path, not its content, is
+    in the run's settings: a run whose reward model was trained again must run again too."""
+    value = spec.settings.get("reward_model")
+    if isinstance(value, str) and Path(value).parent.parent == out / "runs":
+        return Path(value).parent.name
+    return None
 
 
 def with_shared_paths(out: Path, spec: RunSpec) -> RunSpec:

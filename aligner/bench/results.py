@@ -157,6 +157,12 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _mean_cell(row: dict, key: str, spec: str) -> str:
+    """An aggregate's mean over seeds in a table cell, "-" where there is none."""
+    value = row[f"{key}_mean"]
+    return "-" if value is None else format(value, spec)
+
+
 def phases_table(rows: list[dict]) -> str:
     """Where the time went, per run group (means over seeds)."""
     head = ("| run | reward model (s) | rollout + scoring (s) | update (s) | train total (s) | evaluation (s) "
@@ -164,8 +170,7 @@ def phases_table(rows: list[dict]) -> str:
     lines = [head, "|" + "|".join([" --- "] * 11) + "|"]
 
     def cell(row, key, digits=1):
-        value = row[f"{key}_mean"]
-        return "-" if value is None else f"{value:,.{digits}f}"
+        return _mean_cell(row, key, f",.{digits}f")
 
     for r in rows:
         lines.append(f"| {r['group']} | {cell(r, 'reward_model_seconds')} | {cell(r, 'rollout_seconds')} "
@@ -199,8 +204,7 @@ def behaviour_table(rows: list[dict]) -> str:
     lines = [head, "|" + "|".join([" --- "] * 7) + "|"]
 
     def cell(row, key, digits=3):
-        value = row[f"{key}_mean"]
-        return "-" if value is None else f"{value:.{digits}f}"
+        return _mean_cell(row, key, f".{digits}f")
 
     for r in rows:
         if r["gold_reward_mean"] is None:

@@ -23,7 +23,7 @@ from typing import Callable
 EVALUATIONS = "evaluations.jsonl"
 
 
-def schedule(max_steps: int, points: int) -> list[int]:
+def evaluation_steps(max_steps: int, points: int) -> list[int]:
     """The steps evaluated: round(k * max_steps / points) for k = 1..points, distinct and at least 1; the last is
     always max_steps."""
     if points < 1 or max_steps < 1:

@@ -147,7 +147,7 @@ def _evaluation_points(cfg, algo, evaluates: bool, staging: Path, evaluate) -> f
     if cfg.eval_points > 1 and distributed.world_size() > 1 and sharding.sharding_requested():
         terminal.note(f"--eval-points {cfg.eval_points}: a sharded run evaluates at the end only")
         return frontier.EvaluationPoints([cfg.max_steps], evaluate, staging / frontier.EVALUATIONS)
-    return frontier.EvaluationPoints(frontier.schedule(cfg.max_steps, cfg.eval_points), evaluate,
+    return frontier.EvaluationPoints(frontier.evaluation_steps(cfg.max_steps, cfg.eval_points), evaluate,
                                      staging / frontier.EVALUATIONS)
 
 

@@ -24,7 +24,7 @@ from aligner.parallel import distributed, sharding
 from aligner.training.checkpoints import (continue_run, find_checkpoint, random_streams, read_checkpoint,
                                           restore_random_streams, write_checkpoint)
 from aligner.training.guards import check_finite
-from aligner.training.optimizer import adamw
+from aligner.training.optimizer import adamw, schedule
 
 POLICY = "default"
 KIND = "offline"
@@ -36,16 +36,6 @@ through the forward pass, summed over processes and steps into the logged `num_t
 
 PairLoss = Callable[[PairLogps], tuple[torch.Tensor, dict]]
 ExampleLoss = Callable[[ExampleLogps], tuple[torch.Tensor, dict]]
-
-
-def schedule(optimizer, kind: str, steps: int):
-    """"linear": from the learning rate down to zero at the last step (TRL's and transformers' default, no
-    warm-up); "constant"."""
-    if kind == "linear":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, (steps - s) / max(1, steps)))
-    if kind == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    raise ValueError(f"unknown learning-rate schedule {kind!r}; valid: linear, constant")
 
 
 def policy_model(context):

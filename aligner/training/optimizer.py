@@ -1,4 +1,4 @@
-"""The policy's optimizer: AdamW, fused into one kernel per step where torch has one for the parameters.
+"""The optimizer and its learning-rate schedule: AdamW, fused into one kernel per step where torch has one for the parameters.
 
 TRL's trainers (through transformers' `Trainer`) default to torch's fused AdamW, so the engines do too: the same
 update rule in fewer operator launches, which matters where a step is mostly launch overhead (small models, LoRA's
@@ -19,3 +19,13 @@ def fusable(params: list) -> bool:
 
 def adamw(params: list, **settings) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, fused=True if fusable(params) else None, **settings)
+
+
+def schedule(optimizer, kind: str, steps: int):
+    """"linear": from the learning rate down to zero at the last step (TRL's and transformers' default, no
+    warm-up); "constant"."""
+    if kind == "linear":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, (steps - s) / max(1, steps)))
+    if kind == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    raise ValueError(f"unknown learning-rate schedule {kind!r}; valid: linear, constant")

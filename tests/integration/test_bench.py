@@ -176,6 +176,26 @@ def test_rerunning_keeps_finished_runs(smoke):
 
 
 @pytest.mark.slow
+def test_a_run_on_a_retrained_shared_reward_model_runs_again(tmp_path, toy_world):
+    """The shared reward model's path, not its content, is in a run's settings: when the reward model is trained
+    again (its settings changed), the runs that use it must not be kept."""
+    def suite(reward_steps: int) -> str:
+        return write_suite(tmp_path, {"common": TINY, "shared_reward_model": {"max_steps": reward_steps}, "runs": [
+            {"name": "grpo", "algorithm": "grpo", "settings": {"max_steps": 1, "prompts_per_step": 4,
+                                                               "samples_per_prompt": 2, "batch_size": 8}},
+            {"name": "dpo", "algorithm": "dpo", "settings": {"max_steps": 1, "batch_size": 4}}]})
+
+    out = tmp_path / "out"
+    registry = plugins.default().registry
+    assert run_bench(suite(2), str(out), rerun=False, registry=registry, log=lambda m: None)["failed"] == []
+    messages = []
+    assert run_bench(suite(3), str(out), rerun=False, registry=registry, log=messages.append)["failed"] == []
+    assert any("grpo-seed0: running grpo" in m for m in messages), messages
+    assert any("its shared reward model reward-model-seed0 was trained again" in m for m in messages), messages
+    assert any("dpo-seed0: finished earlier, kept" in m for m in messages), "a run without it is kept"
+
+
+@pytest.mark.slow
 def test_a_failing_run_is_recorded_and_the_rest_continue(tmp_path, toy_world):
     path = write_suite(tmp_path, {"common": TINY, "runs": [
         {"name": "broken", "algorithm": "ppo", "settings": {"reward_model": str(tmp_path / "no-rm"), "max_steps": 1}},

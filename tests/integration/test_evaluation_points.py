@@ -27,10 +27,10 @@ def points(run: Path) -> list[dict]:
 
 
 def test_schedule_spreads_points_evenly_and_ends_at_the_last_step():
-    assert frontier.schedule(25, 5) == [5, 10, 15, 20, 25]
-    assert frontier.schedule(100, 3) == [33, 67, 100]
-    assert frontier.schedule(3, 5) == [1, 2, 3]  # more points than steps: every step once
-    assert frontier.schedule(10, 1) == [10]
+    assert frontier.evaluation_steps(25, 5) == [5, 10, 15, 20, 25]
+    assert frontier.evaluation_steps(100, 3) == [33, 67, 100]
+    assert frontier.evaluation_steps(3, 5) == [1, 2, 3]  # more points than steps: every step once
+    assert frontier.evaluation_steps(10, 1) == [10]
 
 
 @pytest.mark.parametrize("algorithm,settings", [("grpo", ONLINE), ("dpo", OFFLINE)])
