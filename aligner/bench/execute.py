@@ -125,7 +125,9 @@ def _child(argv: list[str], log_path: str) -> None:
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(code if isinstance(code, int) else 1)
+    # SystemExit, not os._exit: multiprocessing then runs the child's finalizers, which release what the run's
+    # libraries registered with its resource tracker (tqdm's lock is a named semaphore)
+    sys.exit(code if isinstance(code, int) else 1)
 
 
 class ForkedRun:

@@ -41,7 +41,7 @@ def frontier(comparison: dict, path: Path) -> None:
         fit = comparison["fits"].get(method)
         starts = [p["gold"] for r in runs for p in r["points"] if p["step"] == 0]
         if fit is not None and starts:
-            grid = np.linspace(0, fit["max_kl"], 100)
+            grid = np.concatenate([np.linspace(0, 1, 20), np.geomspace(1, max(fit["max_kl"], 1.0), 80)])
             points_ax.plot(grid, np.mean(starts) + stats.gao_curve(fit, grid), color=look["color"], linestyle="--",
                            linewidth=1.5)
         rows = sorted((r for r in comparison["matched"] if r["method"] == method), key=lambda r: r["budget"])
@@ -50,7 +50,8 @@ def frontier(comparison: dict, path: Path) -> None:
             matched_ax.plot(budgets, [r["gold_test_mean"] for r in rows], label=method, **look)
             matched_ax.fill_between(budgets, [r["low"] for r in rows], [r["high"] for r in rows],
                                     color=look["color"], alpha=0.12)
-    points_ax.set_xlabel("KL(policy || reference), nats per response")
+    points_ax.set_xscale("symlog", linthresh=1.0)  # a collapsing run's KL can be 100x the others'
+    points_ax.set_xlabel("KL(policy || reference), nats per response (linear below 1, log above)")
     points_ax.set_ylabel("gold reward, all held-out prompts")
     points_ax.set_title("Every evaluation point; dashed: Gao et al.'s form fitted")
     points_ax.grid(alpha=0.3)

@@ -56,18 +56,23 @@ def report_bench(directory: str, registry, log=print) -> dict:
     suite = suite_mod.load(str(copy), registry)
     suite = dataclasses.replace(suite, runs=[execute.with_shared_paths(out, spec) for spec in suite.runs])
     claim = rundir.claim(out)  # a bench still writing into it would change the runs under the report
+    previous = execute.read_json(out / "results.json") or {}
     try:
-        return _report(suite, out, str(copy), log)
+        return _report(suite, out, str(copy), log, ran=previous.get("command"))
     finally:
         claim.release()
 
 
-def _report(suite, out: Path, suite_spec, log) -> dict:
+def _report(suite, out: Path, suite_spec, log, ran: str | None = None) -> dict:
+    """Writes the results and plots; `ran`: the command that trained the runs, when this report is written again
+    from them (it is kept, and the report's own command added)."""
     metrics = results.Metrics()
     records = [results.record(out, spec, metrics) for spec in suite.runs]
     rows = results.aggregate(records)
     command = "aligner bench" + "".join(f" {shlex.quote(a)}" for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] \
         else f"aligner.bench.run_bench({suite_spec!r})"
+    if ran and ran != command:
+        command = f"{ran}; reported by {command}"
     comparison = compare.analyse(out, records, suite.runs, suite.kl_budgets)
     results.write(out, suite, records, rows, command, versions(), comparison)
     plots.reward_vs_kl(rows, out / "reward_vs_kl.png")

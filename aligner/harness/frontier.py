@@ -10,11 +10,13 @@ sampler and judge, so points of different runs pair prompt by prompt.
 Each point is one line of the run's `evaluations.jsonl`: the means, and per prompt the gold score, KL, proxy
 reward (the reward the training optimises, where it has one), response length and response. The sampling draws
 from its own seeded stream, so evaluating changes nothing in the training (tested); its time is reported apart
-(`evaluation_points_seconds`) and left out of the training time.
+(`evaluation_points_seconds`) and left out of the training time, and its memory out of the training's peak
+tensor memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -49,6 +51,9 @@ class EvaluationPoints:
         self.evaluate, self.path, self.enabled = evaluate, path, enabled
         self.proxy: Callable | None = None
         self.seconds = 0.0
+        self.around: Callable = contextlib.nullcontext
+        """A context each point runs in: the runner's tensor-memory count leaves the evaluation out of the
+        training's peak."""
 
     def set_proxy(self, proxy: Callable | None) -> None:
         """The training's reward as a function of (Samples, columns): online loops set it once they have it, and
@@ -75,7 +80,8 @@ class EvaluationPoints:
         if not self.enabled or step not in self.steps:
             return
         started = time.perf_counter()
-        result = self.evaluate(model, self.proxy)
+        with self.around():
+            result = self.evaluate(model, self.proxy)
         self.seconds += time.perf_counter() - started
         self.record(step, result, time.perf_counter() - started)
 

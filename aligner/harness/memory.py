@@ -127,6 +127,7 @@ class TensorMemory:
         self.start_bytes = 0
 
     def __enter__(self) -> "TensorMemory":
+        gc.collect()  # an earlier run's tensors in reference cycles are garbage, not part of this block's memory
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -146,7 +147,30 @@ class TensorMemory:
             self.peak_bytes = self.counter.peak
         else:
             torch.cuda.synchronize(self.device)
-            self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
+            self.peak_bytes = max(getattr(self, "peak_outside", 0), torch.cuda.max_memory_allocated(self.device))
+
+    @contextlib.contextmanager
+    def excluded(self):
+        """A stretch whose allocations do not count toward the peak (an evaluation inside training): the peak
+        afterwards is the larger of the peak before it and what is alive when it ends."""
+        if self.counter is not None:
+            before = self.counter.peak
+            try:
+                yield
+            finally:
+                gc.collect()  # what the stretch left in reference cycles is garbage, not alive
+                self.counter.peak = max(before, self.counter.current)
+            return
+        if self.device.type != "cuda":
+            yield
+            return
+        torch.cuda.synchronize(self.device)
+        self.peak_outside = max(getattr(self, "peak_outside", 0), torch.cuda.max_memory_allocated(self.device))
+        try:
+            yield
+        finally:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
 
     @property
     def peak_mb(self) -> float:

@@ -292,6 +292,8 @@ def _run_claimed(algorithm, algo, cfg, registry, where, state, main, out, stagin
         started = time.perf_counter()
         counting = memory.counts(cfg.tensor_memory, where.device, base)
         tensors = memory.TensorMemory(where.device) if counting else contextlib.nullcontext()
+        if counting:
+            points.around = tensors.excluded
         with tensors:
             policy = algo.run_train(context)
         seconds["train"] = time.perf_counter() - started - points.seconds

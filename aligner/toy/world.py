@@ -31,9 +31,9 @@ CHECKSUMS = {
         "preferences.jsonl": "2b49b2141b0c36d2d0f54004122d6f9452bdd6f852d4f8b9352d950debc5164c",
         "eval_prompts.jsonl": "98fd7a7266b51770645b5b30319751c5dbca0998c3bcf50260c7948f2c34a33c"},
 }
-"""SHA-256 of the files a build writes, per seed, as built on the machine the committed benchmark figures were
-made on (x86-64, torch 2.13 CPU) with one thread and with two: a world that differs was built by different
-arithmetic, and its runs will not reproduce those figures."""
+"""SHA-256 of the files a build writes, per seed: the reference build, made on an x86-64 AMD EPYC machine (torch 2.13
+CPU) with one thread and with two alike. A world that differs was built by different arithmetic, and its runs
+reproduce only figures made on the same build."""
 OTHER_BUILDS = {
     0: [{"model/model.safetensors": "0ca4edd2c2d8240e52c441547286da3082bf3f1e4f19d7268f6eb36d39b63d4c",
          "preferences.jsonl": "edee39253c8306c2433a8935fae86c0385a6546ae1c112c55bb1cf69d3699ef9",
@@ -218,8 +218,8 @@ def _build(root: Path, seed: int, corpus_size: int, n_eval_prompts: int, samples
         known = stats["sha256"] in OTHER_BUILDS.get(seed, [])
         log(f"aligner: warning: this machine built a toy world that differs from the reference build of seed {seed} "
             f"({', '.join(k for k in expected if stats['sha256'].get(k) != expected[k])}"
-            f"{'; a known build of another processor kind' if known else ''}); runs on it will not reproduce the "
-            f"committed benchmark figures")
+            f"{'; a known build of another processor kind' if known else ''}); runs on it reproduce only figures made on "
+            f"the same build (each committed result names its machine)")
     (root / "world.json").write_text(json.dumps(stats, indent=2))
     return stats
 

@@ -35,11 +35,13 @@ def test_schedule_spreads_points_evenly_and_ends_at_the_last_step():
 
 @pytest.mark.parametrize("algorithm,settings", [("grpo", ONLINE), ("dpo", OFFLINE)])
 def test_evaluation_points_change_nothing_in_the_training(tmp_path, toy_world, algorithm, settings):
-    once = aligner.run(algorithm, output_dir=str(tmp_path / "once"), **settings)
-    thrice = aligner.run(algorithm, output_dir=str(tmp_path / "thrice"), eval_points=3, **settings)
+    once = aligner.run(algorithm, output_dir=str(tmp_path / "once"), tensor_memory="on", **settings)
+    thrice = aligner.run(algorithm, output_dir=str(tmp_path / "thrice"), eval_points=3, tensor_memory="on",
+                         **settings)
     a, b = adapter(tmp_path / "once"), adapter(tmp_path / "thrice")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), "evaluating changed the trained adapter"
     assert once["gold_reward_after"] == thrice["gold_reward_after"] and once["kl"] == thrice["kl"]
+    assert once["peak_tensor_mb"] == thrice["peak_tensor_mb"], "the points' sampling counted in the training's peak"
 
     rows = points(tmp_path / "thrice")
     assert [r["step"] for r in rows] == [0, 1, 3, 4]  # the base, round(4/3), round(8/3), the end

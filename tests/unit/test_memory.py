@@ -55,6 +55,20 @@ def test_a_training_step_matches_the_hand_count():
     assert weights >= 2 * D * H * F32 + B * D * F32
 
 
+def test_an_excluded_stretch_leaves_the_peak_as_it_was():
+    """An evaluation inside training (an evaluation point) must not raise the training's peak."""
+    with TensorMemory("cpu") as memory:
+        start = memory.counter.current
+        a = torch.ones(256, 1024)                   # 1 MiB
+        with memory.excluded():
+            big = torch.ones(1024, 1024)            # 4 MiB, freed inside the stretch
+            kept = torch.ones(128, 1024)            # 0.5 MiB, still alive after it
+            del big
+        b = torch.ones(256, 1024)                   # 1 MiB more: 2.5 MiB alive at the end
+        del a, b, kept
+    assert memory.peak_bytes - start == int(2.5 * 2**20)
+
+
 def test_the_counter_sees_only_its_device_type():
     counter = StorageCounter("cuda")
     with counter:
