@@ -46,8 +46,7 @@ class EvaluationPoints:
     `path`. `evaluate(model, proxy)` is the run's evaluation with everything but the model and proxy fixed."""
 
     def __init__(self, steps: list[int], evaluate: Callable, path: Path | None, enabled: bool = True):
-        self.steps = set(steps[:-1])
-        self.final = steps[-1] if steps else None
+        self.steps = set(steps[:-1])  # the last is the runner's end-of-run evaluation
         self.evaluate, self.path, self.enabled = evaluate, path, enabled
         self.proxy: Callable | None = None
         self.seconds = 0.0

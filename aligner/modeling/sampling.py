@@ -115,7 +115,7 @@ class SampledLogprobs(LogitsProcessor):
         return scores
 
     def finish(self, sequences: torch.Tensor, width: int) -> torch.Tensor:
-        """(batch, width) log-probs of the generated tokens, the last `len(steps)` columns of `sequences`, zero
+        """(batch, width) log-probs of the generated tokens (the last `len(self.picked)` columns of `sequences`), zero
         past them."""
         if self.previous is not None:
             self.picked.append(self.previous.gather(1, sequences[:, -1:]).squeeze(1))
