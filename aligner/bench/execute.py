@@ -5,8 +5,8 @@ On Linux each run is forked by a fork server (multiprocessing's), a fresh interp
 has imported torch, transformers, peft, TRL, datasets and the plugins and computed nothing: a run then starts in a
 fraction of a second instead of the seconds a new interpreter spends importing (docs/benchmarks.md has the measured
 difference). Its peak process memory is its own high-water mark from the fork on, which starts at the imports'
-resident size, as a new process's would after the same imports. Elsewhere (macOS, where fork is unsafe with system frameworks, and Windows), and
-for data-parallel runs under torchrun, each run is a new `aligner run` process."""
+resident size, as a new process's would after the same imports. Elsewhere (macOS, where fork is unsafe with system
+frameworks, and Windows), and for data-parallel runs under torchrun, each run is a new `aligner run` process."""
 
 from __future__ import annotations
 
