@@ -9,6 +9,8 @@ import sys
 import tomllib
 from fnmatch import fnmatch
 
+from pathlib import Path
+
 import pytest
 
 from aligner import metrics
@@ -16,28 +18,15 @@ from conftest import REPO
 
 
 @pytest.fixture
-def evaluate_cache(tmp_path, monkeypatch):
-    """evaluate's caches under tmp_path, not the user's home: the copies of loaded modules (`HF_MODULES_CACHE`), the
-    metrics' data folders (`HF_METRICS_CACHE`) and downloads (`HF_EVALUATE_CACHE`, tried for hub names). evaluate
-    reads them from the environment when it is first imported, so they are set on its config; its package of module
-    copies (`evaluate_modules`) is imported from the first cache it met, so it is forgotten before and after."""
+def evaluate_cache():
+    """evaluate's caches, which tests/conftest.py points at one temporary folder for the whole session (before
+    evaluate is first imported: it reads them then), never the user's home. Moving them per test would strand the
+    module copies evaluate has already imported from the first folder."""
     import evaluate.config
 
-    for name in ("HF_MODULES_CACHE", "HF_METRICS_CACHE", "HF_EVALUATE_CACHE"):
-        folder = tmp_path / "hf" / name.lower()
-        monkeypatch.setattr(evaluate.config, name, folder)
-        monkeypatch.setenv(name, str(folder))
-    for name in ("DOWNLOADED_EVALUATE_PATH", "EXTRACTED_EVALUATE_PATH"):  # derived at import from HF_EVALUATE_CACHE
-        monkeypatch.setattr(evaluate.config, name, tmp_path / "hf" / name.lower())
-    monkeypatch.setattr(sys, "path", list(sys.path))  # evaluate appends the modules cache to it
-
-    def forget_module_copies():
-        for module in [m for m in sys.modules if m.split(".")[0] == "evaluate_modules"]:
-            del sys.modules[module]
-
-    forget_module_copies()
-    yield tmp_path / "hf"
-    forget_module_copies()
+    cache = Path(evaluate.config.HF_MODULES_CACHE)
+    assert "aligner-tests-evaluate-" in str(cache), cache
+    yield cache.parent
 
 
 pytestmark = pytest.mark.usefixtures("evaluate_cache")
@@ -134,5 +123,5 @@ def test_load_works_offline_with_every_socket_refused(monkeypatch, evaluate_cach
     for name in metrics.NAMES:
         assert metrics.load(name).name == name
     assert metrics.load("kl").compute(predictions=[1.0, 3.0]) == {"kl": 2.0, "kl_sem": 1.0}
-    copies = list((evaluate_cache / "hf_modules_cache").rglob("kl.py"))
-    assert copies, "the module's copy lies in the test's cache, not the user's"
+    copies = list((evaluate_cache / "modules").rglob("kl.py"))
+    assert copies, "the module's copy lies in the test session's cache, not the user's"

@@ -13,7 +13,7 @@ from aligner.reward import sources
 from aligner.reward.sources import RewardError, scores_checked
 from tests.fixtures import models
 
-from test_metrics_modules import evaluate_cache  # noqa: F401  (a fixture: evaluate's caches under tmp_path)
+from test_metrics_modules import evaluate_cache  # noqa: F401  (a fixture: evaluate's caches in the session's folder)
 
 REWARDS_PY = '''
 def correct(prompts, completions, answer, **kwargs):
