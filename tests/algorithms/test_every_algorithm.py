@@ -36,8 +36,8 @@ def test_every_algorithm_trains_two_steps_and_writes_the_run_directory(tmp_path,
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(isinstance(row["step"], int) for row in rows)
     samples = json.loads((out / "samples.json").read_text())
-    documented = {"adapter", "config.yaml", "metrics.jsonl", "summary.json", "samples.json", "reward_model", "critic",
-                  "checkpoints"}
+    documented = {"adapter", "config.yaml", "metrics.jsonl", "summary.json", "samples.json", "evaluations.jsonl",
+                  "reward_model", "critic", "checkpoints"}
     assert {p.name for p in out.iterdir()} <= documented, "only what docs/running.md lists"
     if algorithm.trains_policy:
         assert (out / "adapter" / "adapter_model.safetensors").is_file()
