@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import socket
-import sys
 import tomllib
 from fnmatch import fnmatch
 
