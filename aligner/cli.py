@@ -10,7 +10,7 @@ import sys
 from aligner import config as config_mod
 from aligner import plugins
 from aligner.errors import AlignerError, UsageError
-from aligner.harness import terminal
+from aligner.harness import stopping, storage, terminal
 
 
 def _plugins_command(args) -> int:
@@ -93,14 +93,15 @@ def _run_command(args, parser: argparse.ArgumentParser) -> int:
     from aligner.harness.runner import run
 
     algo = plugins.default().registry.algorithm(args.algorithm)
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "algorithm", "config", "handler", "verbose")}
+    given = {k: v for k, v in vars(args).items()
+             if k not in ("command", "algorithm", "config", "handler", "verbose", "command_line")}
     file_values = config_mod.read_yaml(args.config, algo.config_class) if args.config else {}
     cfg = config_mod.build(algo.config_class, file_values, given)
     if cfg.device != "cuda":
         from aligner.parallel import threads
 
         threads.adapt_to_load()
-    run(args.algorithm, cfg, verbose=True)
+    run(args.algorithm, cfg, verbose=True, command=args.command_line)
     return 0
 
 
@@ -170,13 +171,17 @@ def _refuse_unknown(parser: argparse.ArgumentParser, args, unknown: list[str]) -
 
 def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done, 2 bad input or settings (`aligner.errors.InputError`), 1 a failure while running
-    (`RunError`), 130 interrupted (Ctrl-C)."""
+    (`RunError`, a storage fault), 128 + the signal's number when stopped by one: 130 Ctrl-C (SIGINT), 143
+    SIGTERM, 129 SIGHUP (`aligner.harness.stopping`)."""
     try:
-        return _main(argv)
+        with stopping.handled():
+            return _main(argv)
     except KeyboardInterrupt as interrupt:
         terminal.end_progress_bars()
-        print(f"aligner: {interrupt or 'interrupted; nothing was written'}", file=sys.stderr)
-        return 130
+        if not getattr(interrupt, "quiet", False):
+            what = stopping.what_stopped(getattr(interrupt, "signum", stopping.signal.SIGINT))
+            print(f"aligner: {interrupt or f'{what}; nothing was written'}", file=sys.stderr)
+        return stopping.exit_code(interrupt)
     except BrokenPipeError:  # `aligner plugins | head`: the reader left; end quietly, as shell tools do
         import os
 
@@ -192,12 +197,20 @@ def _main(argv: list[str] | None) -> int:
     if not getattr(args, "verbose", False):
         terminal.quiet_libraries()
 
+    args.command_line = ["aligner", *(sys.argv[1:] if argv is None else argv)]
     try:
         return args.handler(args)
     except AlignerError as error:
         terminal.end_progress_bars()
         print(f"aligner: error: {error}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:
+        found = storage.fault(error)
+        if found is None:
+            raise
+        terminal.end_progress_bars()  # a write that failed outside a run (a bench's results, the toy world's cache)
+        print(f"aligner: error: could not write {storage.describe(found)}", file=sys.stderr)
+        return 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -142,6 +142,8 @@ class CheckpointSettings(RunConfig):
     checkpoint, which one to continue from, and whether changed settings may continue it."""
 
     save_every: int = setting(10, "Write a checkpoint every this many steps or iterations (and at the end).")
+    save_limit: int = setting(3, "Keep the last N checkpoints (an older one is removed once a newer one is "
+                                 "complete; the best evaluation point's is always kept); 0 keeps every one.")
     resume: str | None = setting(None, "Continue from a checkpoint directory, or a (partial) run directory's "
                                        "latest checkpoint.")
     allow_changed_settings: bool = setting(False, "With --resume: continue even though settings other than "
@@ -150,6 +152,7 @@ class CheckpointSettings(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.require(["save_every"])
+        self.require(["save_limit"], inclusive=True)
 
 
 def flag(name: str) -> str:
@@ -259,7 +262,7 @@ def to_dict(config) -> dict:
 
 
 RESULT_NEUTRAL = frozenset({"output_dir", "overwrite", "resume", "allow_changed_settings", "report_to", "tracker_project",
-                            "tensor_memory"})
+                            "tensor_memory", "save_limit"})
 """Settings that say where a run writes, what it continues from or what it reports, not what it computes."""
 
 

@@ -24,10 +24,12 @@ import yaml
 
 from aligner.bench.suite import SHARED, RunSpec, Suite
 from aligner.config import changed_settings, fingerprint_values
+from aligner.harness import rundir, stopping
 from aligner.harness.rundir import write_json
 
-INTERRUPT_GRACE = 5.0
-"""Seconds a run gets to finish by itself after Ctrl-C (a terminal sends SIGINT to it too) before it is sent one."""
+STOP_MARGIN = 30.0
+"""Seconds, beyond the runs' grace period (`aligner.harness.stopping`), that a stopped run gets to write its
+checkpoint and exit before it is killed."""
 
 
 @dataclass
@@ -69,8 +71,8 @@ def changes_since(out: Path, spec: RunSpec) -> list[str] | None:
     return changed_settings(ran, spec.resolved) or ["made by another version of aligner"]
 
 
-class SuiteInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a suite; its message says what was kept."""
+class SuiteInterrupted(stopping.Stopped):
+    """A signal (Ctrl-C, SIGTERM, SIGHUP) during a suite; its message says what was kept."""
 
 
 def free_port() -> int:
@@ -159,9 +161,12 @@ def run_one(out: Path, spec: RunSpec, num_processes: int = 1, project: str | Non
     logs.mkdir(parents=True, exist_ok=True)
     config_path = configs / f"{spec.id}.yaml"
     settings = {"tracker_project": project, **spec.settings} if project else spec.settings
-    config_path.write_text(yaml.safe_dump(settings, sort_keys=True))
+    rundir.write_atomic(config_path, yaml.safe_dump(settings, sort_keys=True))
     arguments = ["run", spec.algorithm, "--config", str(config_path), "--seed", str(spec.seed), "--output-dir",
                  str(run_dir(out, spec)), "--overwrite"]
+    stopped = stopped_run(out, spec)
+    if stopped is not None:
+        arguments += ["--resume", str(stopped)]
     command = [*launcher(num_processes), *arguments]
     started = time.perf_counter()
     with open(logs / f"{spec.id}.log", "w") as log:
@@ -184,21 +189,37 @@ def run_one(out: Path, spec: RunSpec, num_processes: int = 1, project: str | Non
     return Outcome(spec, "failed", seconds, error)
 
 
+def stopped_run(out: Path, spec: RunSpec) -> Path | None:
+    """The staging directory a stopped run of `spec` left with a checkpoint made with the same settings, which the
+    run then continues (`--resume`) instead of starting again; None when there is none."""
+    from aligner.training.checkpoints import load_state
+
+    directory = run_dir(out, spec)
+    for partial in sorted(directory.parent.glob(f".{directory.name}.partial-*"), key=lambda p: p.stat().st_mtime,
+                          reverse=True):
+        found = rundir.checkpoints(partial)
+        if not found or rundir.in_use(directory):
+            continue
+        try:
+            settings = load_state(found[-1], "state").get("settings", {})
+        except Exception:  # noqa: BLE001 - an unreadable checkpoint is not continued; the run starts again
+            continue
+        if fingerprint_values(settings) == spec.fingerprint:
+            return partial
+    return None
+
+
 def wait_or_interrupt(process: subprocess.Popen) -> int:
-    """The run's exit code. On Ctrl-C the run is let to clean up after itself (it keeps a resumable partial run
-    or removes it), which a SIGKILL would prevent; only one that ignores SIGINT is killed."""
+    """The run's exit code. When the bench is stopped by a signal, the run gets the same signal (a terminal's Ctrl-C
+    reached it already, and it takes the repeat as the same stop) and time to stop at its step boundary with a
+    checkpoint, which a SIGKILL would prevent; one that has not ended by then, or a second signal, kills it."""
     try:
         return process.wait()
-    except KeyboardInterrupt:
-        for sent, wait in ((False, INTERRUPT_GRACE), (True, 30.0)):
-            if sent:
-                process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        else:
+    except KeyboardInterrupt as interrupt:
+        try:
+            process.send_signal(getattr(interrupt, "signum", signal.SIGINT))
+            process.wait(timeout=stopping.grace() + STOP_MARGIN)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
             process.kill()
             process.wait()
         raise
@@ -220,34 +241,51 @@ def execute(suite: Suite, out: Path, rerun: bool = False, log=print, num_process
     total = len(suite.runs)
     fork_server = _fork_server() if num_processes == 1 and forks() else None
     retrained: set[str] = set()  # shared reward models trained in this execution
-    for index, spec in enumerate(suite.runs, start=1):
-        changes = changes_since(out, spec)
-        reward_model = shared_reward_model(out, spec)
-        if changes == [] and reward_model in retrained:
-            changes = [f"its shared reward model {reward_model} was trained again"]
-        if not rerun and changes == []:
-            outcomes.append(Outcome(spec, "kept", 0.0))
-            log(f"[{index}/{total}] {spec.id}: finished earlier, kept (--rerun to redo)")
-            continue
-        if changes and not rerun:
-            log(f"[{index}/{total}] {spec.id}: finished earlier with other settings ({'; '.join(changes)}); "
-                f"running it again")
-        log(f"[{index}/{total}] {spec.id}: running {spec.algorithm} ...")
-        try:
+    current = None
+    try:
+        for index, spec in enumerate(suite.runs, start=1):
+            current = spec
+            changes = changes_since(out, spec)
+            reward_model = shared_reward_model(out, spec)
+            if changes == [] and reward_model in retrained:
+                changes = [f"its shared reward model {reward_model} was trained again"]
+            if not rerun and changes == []:
+                outcomes.append(Outcome(spec, "kept", 0.0))
+                log(f"[{index}/{total}] {spec.id}: finished earlier, kept (--rerun to redo)")
+                continue
+            if changes and not rerun:
+                log(f"[{index}/{total}] {spec.id}: finished earlier with other settings ({'; '.join(changes)}); "
+                    f"running it again")
+            log(f"[{index}/{total}] {spec.id}: running {spec.algorithm} ...")
             outcome = run_one(out, spec, num_processes, project=suite.name, fork_server=fork_server)
-        except KeyboardInterrupt:
-            kept = sum(is_finished(out, s) for s in suite.runs)
-            raise SuiteInterrupted(f"interrupted during run {spec.id}; {kept} finished run(s) of {total} are kept in "
-                                   f"{out}, and the same command continues with the rest") from None
-        outcomes.append(outcome)
-        retrained.add(spec.id)
-        durations.setdefault(spec.algorithm, []).append(outcome.seconds)
-        remaining = [s for s in suite.runs[index:] if rerun or not is_finished(out, s)]
-        eta = sum(estimate(durations, s.algorithm) for s in remaining)
-        status = outcome.status if outcome.status == "finished" else f"FAILED ({outcome.error.splitlines()[-1]})"
-        log(f"[{index}/{total}] {spec.id}: {status} in {outcome.seconds:.0f} s; "
-            f"{len(remaining)} to go, ETA {int(eta // 60)}:{int(eta % 60):02d}")
+            outcomes.append(outcome)
+            current = None
+            retrained.add(spec.id)
+            durations.setdefault(spec.algorithm, []).append(outcome.seconds)
+            remaining = [s for s in suite.runs[index:] if rerun or not is_finished(out, s)]
+            eta = sum(estimate(durations, s.algorithm) for s in remaining)
+            status = outcome.status if outcome.status == "finished" else f"FAILED ({outcome.error.splitlines()[-1]})"
+            log(f"[{index}/{total}] {spec.id}: {status} in {outcome.seconds:.0f} s; "
+                f"{len(remaining)} to go, ETA {int(eta // 60)}:{int(eta % 60):02d}")
+    except KeyboardInterrupt as interrupt:
+        raise suite_interrupted(interrupt, out, suite, current) from None
     return outcomes
+
+
+def suite_interrupted(interrupt: KeyboardInterrupt, out: Path, suite: Suite, current: RunSpec | None
+                      ) -> SuiteInterrupted:
+    """What a suite stopped by a signal kept: its finished runs, and the stopped run's checkpoint, which the same
+    command continues from."""
+    signum = getattr(interrupt, "signum", signal.SIGINT)
+    kept = sum(is_finished(out, s) for s in suite.runs)
+    where, continues = "", ""
+    if current is not None:
+        where = f" during run {current.id}"
+        stopped = stopped_run(out, current)
+        if stopped is not None:
+            continues = f" ({current.id} from its checkpoint {rundir.checkpoints(stopped)[-1].name})"
+    return SuiteInterrupted(f"{stopping.what_stopped(signum)}{where}; {kept} finished run(s) of {len(suite.runs)} are "
+                            f"kept in {out}, and the same command continues with the rest{continues}", signum)
 
 
 def shared_reward_model(out: Path, spec: RunSpec) -> str | None:

@@ -8,16 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from aligner.bench import stats
-from aligner.bench.plots import legend_outside, style
-
-
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+from aligner.bench.plots import legend_outside, save_figure, style
 
 
 def frontier(comparison: dict, path: Path) -> None:
@@ -61,7 +52,7 @@ def frontier(comparison: dict, path: Path) -> None:
     matched_ax.set_title("Gold at matched KL: mean over seeds, 95% band")
     matched_ax.grid(alpha=0.3)
     legend_outside(matched_ax)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def improvement_matrix(comparison: dict, path: Path) -> None:
@@ -88,4 +79,4 @@ def improvement_matrix(comparison: dict, path: Path) -> None:
         ax.set_yticks(range(len(methods)), methods, fontsize=7)
         ax.set_title(f"KL <= {budget:g}", fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="P(row beats column)")
-    _save(fig, path)
+    save_figure(fig, path)

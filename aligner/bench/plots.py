@@ -22,6 +22,22 @@ def style(method: str) -> dict:
     return {"color": COLOURS[index], "marker": MARKERS[index]}
 
 
+def save_figure(fig, path: Path) -> None:
+    """Writes `fig` to `path` through a temp file renamed once complete; a failed write (a full disk) leaves
+    neither a partial image nor the temp file."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    tmp.replace(path)
+
+
 def legend_outside(ax, fontsize: int = 8) -> None:
     """The legend to the right of the axes, never over the data."""
     ax.legend(fontsize=fontsize, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
@@ -53,10 +69,7 @@ def reward_vs_kl(rows: list[dict], path: Path) -> None:
     ax.grid(alpha=0.3)
     legend_outside(ax)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def resources(rows: list[dict], path: Path) -> None:
@@ -81,10 +94,7 @@ def resources(rows: list[dict], path: Path) -> None:
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def reward_vs_compute(rows: list[dict], path: Path) -> None:
@@ -110,7 +120,4 @@ def reward_vs_compute(rows: list[dict], path: Path) -> None:
     ax.grid(alpha=0.3)
     legend_outside(ax, fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)

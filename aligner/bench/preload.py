@@ -13,3 +13,11 @@ from aligner import plugins
 # transformers' lazy attributes import their modules on first access
 transformers.LlamaForCausalLM, transformers.AutoModelForCausalLM, transformers.AutoTokenizer  # noqa: B018
 plugins.default()
+
+# The fork server lives as long as its bench. A SIGTERM or SIGHUP sent to the bench's whole process group (Slurm,
+# a closed terminal) must not end it before the run it forked has stopped and its exit status has reached the
+# bench; as it already does for Ctrl-C, it ignores them. Each run installs its own handlers (aligner.cli.main).
+import signal  # noqa: E402
+
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)

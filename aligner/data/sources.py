@@ -41,6 +41,29 @@ class Loaded:
     where: str               # the path or id, plus config and split where they were chosen
 
 
+def check_arrow_cache() -> None:
+    """`datasets.load_dataset` converts what it reads into Arrow files in its cache (HF_DATASETS_CACHE): a cache
+    that cannot be written is refused before reading, naming it."""
+    import datasets
+
+    from aligner.harness import storage
+
+    storage.check_writable(Path(datasets.config.HF_DATASETS_CACHE), "HF_DATASETS_CACHE")
+
+
+def arrow_cache_fault(error: Exception) -> None:
+    """A storage fault met while datasets wrote its Arrow cache (a full disk) is reported as one, not as data that
+    could not be read."""
+    import datasets
+
+    from aligner.harness import storage
+
+    found = storage.fault(error)
+    if found is not None:
+        raise storage.StorageError(f"datasets' Arrow cache (HF_DATASETS_CACHE {datasets.config.HF_DATASETS_CACHE}): "
+                                   f"{storage.describe(found)}") from None
+
+
 def _check_utf8(path: Path, spec: str) -> None:
     """A streaming UTF-8 check that names the line of the first bad byte (the CSV reader would not)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
@@ -119,11 +142,13 @@ def _load_file(path: Path, spec: str):
             whole = None  # JSON Lines under a .json name, which the reader takes
         if isinstance(whole, dict):
             raise DatasetError(f"{spec}: expected a JSON list of rows, got dict")
+    check_arrow_cache()
     try:
         with _quiet_reader():
             return datasets.load_dataset(LOCAL_FORMATS[path.suffix], data_files=str(path), split="train",
                                          writer_batch_size=WRITER_BATCH)
     except Exception as error:
+        arrow_cache_fault(error)
         if path.suffix in (".jsonl", ".json"):
             _diagnose_json(path, spec)
         raise DatasetError(f"{spec}: could not read ({type(error).__name__}: {_first_line(error)})") from error
@@ -210,10 +235,12 @@ def _load_repository(source: Source):
         splits = datasets.get_dataset_split_names(source.spec, config)
         split = _pick_split(splits, source.split, source.spec + (f" (config {config})" if config else ""),
                             source.flag)
+        check_arrow_cache()
         dataset = datasets.load_dataset(source.spec, config, split=split, writer_batch_size=WRITER_BATCH)
     except DatasetError:
         raise
     except Exception as error:
+        arrow_cache_fault(error)
         raise DatasetError(f"{source.spec}: could not load ({type(error).__name__}: {_first_line(error)})") from error
     shown = ", ".join(x for x in (f"config {config}" if config else "", f"split {split}") if x)
     return Loaded(dataset, f"{source.spec} ({shown})")

@@ -50,6 +50,9 @@ class EvaluationPoints:
         self.evaluate, self.path, self.enabled = evaluate, path, enabled
         self.proxy: Callable | None = None
         self.seconds = 0.0
+        self.best: tuple[float, int] | None = None
+        """(gold reward, step) of the best point after step 0: its checkpoint, if one was written at that step, is
+        never removed by --save-limit."""
         self.around: Callable = contextlib.nullcontext
         """A context each point runs in: the runner's tensor-memory count leaves the evaluation out of the
         training's peak."""
@@ -85,6 +88,7 @@ class EvaluationPoints:
         self.record(step, result, time.perf_counter() - started)
 
     def record(self, step: int, result: dict, seconds: float) -> None:
+        self._rank(step, result["gold_reward"])
         if self.path is None:
             return
         with open(self.path, "a") as file:
@@ -95,8 +99,17 @@ class EvaluationPoints:
         if self.path is None or not previous.is_file():
             return
         kept = [row for row in read(previous) if 0 < row["step"] <= step]
+        for row in kept:
+            self._rank(row["step"], row.get("gold_reward"))
         with open(self.path, "a") as file:
             file.writelines(json.dumps(row) + "\n" for row in kept)
+
+    def _rank(self, step: int, gold: float | None) -> None:
+        if step > 0 and gold is not None and (self.best is None or gold > self.best[0]):
+            self.best = (gold, step)
+
+    def best_step(self) -> int | None:
+        return None if self.best is None else self.best[1]
 
 
 def read(path: Path) -> list[dict]:

@@ -167,7 +167,25 @@ def publish(staging: Path, path: Path, overwrite: bool) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    try:
+        tmp.write_text(text)
+    except BaseException:  # a full disk: the file it replaces stays as it was, and no temp file is left
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
+def write_folder(path: Path, fill) -> None:
+    """`fill(folder)` writes into a hidden folder beside `path`, renamed to `path` once complete: a failed write (a
+    full disk) leaves neither a partial folder nor a temp one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        fill(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     os.replace(tmp, path)
 
 

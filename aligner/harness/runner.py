@@ -17,7 +17,7 @@ import transformers
 from aligner import config as config_mod
 from aligner import plugins
 from aligner.data import prepare as data
-from aligner.harness import evaluation, frontier, memory, rundir, terminal, tracking
+from aligner.harness import evaluation, frontier, memory, rundir, stopping, storage, terminal, tracking
 from aligner.modeling import base as models
 from aligner.parallel import distributed, sharding, threads
 from aligner.reward import judges
@@ -90,11 +90,8 @@ def summary_table(summary: dict) -> str:
     return "\n".join([title, *(f"  {k:<{width}}  {v}" for k, v in rows)])
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a run; its message says what was kept."""
-
-
-def run(algorithm: str, config=None, *, verbose: bool = False, **overrides) -> dict:
+def run(algorithm: str, config=None, *, verbose: bool = False, command: list[str] | None = None,
+        **overrides) -> dict:
     """Trains `algorithm` with `config` (its config dataclass, a dict, or keyword settings) and returns the
     summary that is also written to `summary.json` in the run directory (`verbose=True` also prints the table the
     CLI prints). Launched on several processes
@@ -103,7 +100,17 @@ def run(algorithm: str, config=None, *, verbose: bool = False, **overrides) -> d
 
     Everything that can be checked cheaply is checked before anything expensive, in this order: settings, paths
     (the output directory is free and writable, and claimed against concurrent runs), the algorithm's own inputs
-    (`Algorithm.check`), every data row, the tokenizer, and only then the model weights."""
+    (`Algorithm.check`), every data row, the tokenizer, and only then the model weights; once they are loaded, that
+    the output directory has room for what the run will certainly write.
+
+    Ctrl-C, SIGTERM and SIGHUP stop the run at the next step boundary with a checkpoint (`aligner.harness.stopping`);
+    the `Stopped` raised says what was kept and, when `command` (the command line) is given, the exact command
+    that continues it. A storage fault (a full disk) is a `StorageError` naming the path and what was kept."""
+    with stopping.handled():
+        return _run(algorithm, config, verbose, command, overrides)
+
+
+def _run(algorithm: str, config, verbose: bool, command: list[str] | None, overrides: dict) -> dict:
     loaded = plugins.default()
     algo = loaded.registry.algorithm(algorithm)
     cfg = resolve_config(algo, config, **overrides)
@@ -117,14 +124,20 @@ def run(algorithm: str, config=None, *, verbose: bool = False, **overrides) -> d
     state = distributed.init(where.device.type)
     main = distributed.is_main()
     claim = _claim_on_main(out, main)
-    staging = None
+    staging, progress = None, {"trained": False}
     try:
         algo.run_check(cfg, loaded.registry)
         staging = Path(distributed.broadcast(str(rundir.staging_dir(out)) if main else None))
-        summary = _run_claimed(algorithm, algo, cfg, loaded.registry, where, state, main, out, staging)
-    except KeyboardInterrupt:
-        raise Interrupted(_left_behind(staging, out, main, "interrupted")) from None
-    except BaseException:
+        summary = _run_claimed(algorithm, algo, cfg, loaded.registry, where, state, main, out, staging, progress)
+    except KeyboardInterrupt as interrupt:
+        raise _stopped(interrupt, staging, out, main, command) from None
+    except storage.StorageCheckError:
+        _left_behind(staging, out, main, "refused")
+        raise
+    except BaseException as error:
+        found = storage.fault(error)
+        if found is not None:
+            raise storage.StorageError(_storage_failure(found, staging, out, main, command, progress)) from None
         kept = _left_behind(staging, out, main, "run failed")
         if main and staging is not None and staging.is_dir():
             terminal.end_progress_bars()
@@ -133,6 +146,7 @@ def run(algorithm: str, config=None, *, verbose: bool = False, **overrides) -> d
     finally:
         if claim is not None:
             claim.release()
+    _remove_resumed_partial(cfg, out, main)
     if summary is not None and verbose:
         print(summary_table(summary))
         print(f"run written to {out}")
@@ -166,14 +180,83 @@ def _claim_on_main(out: Path, main: bool):
     return claim
 
 
-def _left_behind(staging: Path | None, out: Path, main: bool, what: str) -> str:
+def resume_command(command: list[str] | None, staging: Path) -> str:
+    """The command that continues a stopped run: its own command line with `--resume STAGING` (replacing one it
+    had), or just that flag when the run was not started from the command line."""
+    import shlex
+
+    if not command:
+        return f"--resume {shlex.quote(str(staging))}"
+    kept, skip = [], False
+    for word in command:
+        if skip:
+            skip = False
+        elif word == "--resume":
+            skip = True
+        elif not word.startswith("--resume="):
+            kept.append(word)
+    return shlex.join([*kept, "--resume", str(staging)])
+
+
+def _left_behind(staging: Path | None, out: Path, main: bool, what: str, command: list[str] | None = None) -> str:
     """Cleans up after a run that did not finish and says, in one line, what was kept."""
     if not main or staging is None:
         return f"{what}; nothing was written to {out}"
     if rundir.discard_unless_resumable(staging):
-        return (f"{what}; its checkpoints are kept in {staging} (not published to {out}): continue it with "
-                f"--resume {staging}, or remove it with `aligner runs --clean {out.parent}`")
+        last = rundir.checkpoints(staging)[-1]
+        return (f"{what}; its checkpoints (the last {last.name}) are kept in {staging} (not published to {out}): "
+                f"continue it with `{resume_command(command, staging)}`, or remove it with "
+                f"`aligner runs --clean {out.parent}`")
     return f"{what}; nothing was written to {out} (the partial output held no checkpoint and was removed)"
+
+
+def _stopped(interrupt: KeyboardInterrupt, staging: Path | None, out: Path, main: bool,
+             command: list[str] | None) -> stopping.Stopped:
+    """The `Stopped` a run ends with after a signal, its message saying what was kept (only the main process
+    says it)."""
+    signum = getattr(interrupt, "signum", stopping.signal.SIGINT)
+    what = stopping.what_stopped(signum)
+    if getattr(interrupt, "step", None) is not None:
+        what += f" at step {interrupt.step}"
+    if getattr(interrupt, "abandoned", False):
+        what += f" (the step in progress was abandoned: it had not ended {stopping.grace():g} s after the signal)"
+    message = _left_behind(staging, out, main, what, command)
+    stopped = stopping.Stopped(message if main else "", signum)
+    stopped.quiet = not main
+    return stopped
+
+
+def _storage_failure(found: OSError, staging: Path | None, out: Path, main: bool, command: list[str] | None,
+                     progress: dict) -> str:
+    """One line for a write that failed on the storage: the path and error, what was kept, and for a run that had
+    finished training, how much room the save needs."""
+    kept = _left_behind(staging, out, main, "the run stopped", command)
+    if not progress["trained"]:
+        return f"could not write {storage.describe(found)}; {kept}"
+    need = ""
+    if main and staging is not None and rundir.checkpoints(staging):
+        adapter = rundir.checkpoints(staging)[-1] / "policy"
+        if adapter.is_dir():
+            need = (f" (the adapter alone needs {storage.megabytes(storage.size_of(adapter))}; "
+                    f"{storage.megabytes(storage.free_bytes(staging))} is free there)")
+    return f"training finished, but saving the run failed: {storage.describe(found)}{need}; {kept}"
+
+
+def _remove_resumed_partial(cfg, out: Path, main: bool) -> None:
+    """A run resumed from a stopped run's staging directory for the same destination, once published, makes that
+    staging directory redundant: it is removed (unless another run is using it)."""
+    resume = getattr(cfg, "resume", None)
+    if not (main and resume):
+        return
+    for path in (Path(resume), *Path(resume).parents):
+        match = rundir.PARTIAL.fullmatch(path.name)
+        if match:
+            if path.parent.resolve() == out.parent.resolve() and match["name"] == out.name and \
+                    not rundir.in_use(out) and path.is_dir():
+                import shutil
+
+                shutil.rmtree(path, ignore_errors=True)
+            return
 
 
 EMPTY_EVALUATION = {"gold_reward": None, "gold_reward_std": None, "kl": None, "response_tokens": None, "samples": [],
@@ -257,8 +340,27 @@ def _summary(algorithm, algo, cfg, where, context, policy, before, after, second
     }
 
 
-def _run_claimed(algorithm, algo, cfg, registry, where, state, main, out, staging) -> dict | None:
+def _check_room(algo, cfg, base, staging: Path, main: bool) -> None:
+    """Refuses (exit code 2, on every process) an output directory without room for what the run will certainly
+    write: the policy adapter and, for a loop that checkpoints, its first checkpoint (the adapter again and AdamW's
+    two moments of it)."""
+    refusal = None
+    if main and algo.trains_policy:
+        adapter = storage.lora_bytes(base, models.lora_config(cfg))
+        checkpoints = hasattr(cfg, "save_every")
+        holds = "the adapter and its first checkpoint" if checkpoints else "the adapter"
+        try:
+            storage.check_room(staging, adapter * (4 if checkpoints else 1), "--output-dir", holds)
+        except storage.StorageCheckError as error:
+            refusal = str(error)
+    refusal = distributed.broadcast(refusal)
+    if refusal is not None:
+        raise storage.StorageCheckError(refusal)
+
+
+def _run_claimed(algorithm, algo, cfg, registry, where, state, main, out, staging, progress) -> dict | None:
     run_data, base, tokenizer = _load(algorithm, algo, cfg, where, state, main)
+    _check_room(algo, cfg, base, staging, main)
     eval_prompts, eval_columns = run_data.eval_prompts, run_data.eval_columns
     rewards = judges.load(cfg, registry, where)
     judges.probe(cfg, rewards, run_data, base, tokenizer)
@@ -296,6 +398,7 @@ def _run_claimed(algorithm, algo, cfg, registry, where, state, main, out, stagin
             points.around = tensors.excluded
         with tensors:
             policy = algo.run_train(context)
+        progress["trained"] = True
         seconds["train"] = time.perf_counter() - started - points.seconds
         seconds["points"] = points.seconds
         peak = {"process": memory.peak_memory_mb(where.device), "tensors": tensors.peak_mb if counting else None}
@@ -310,8 +413,8 @@ def _run_claimed(algorithm, algo, cfg, registry, where, state, main, out, stagin
                                         **diversity)
             seconds["eval"] += time.perf_counter() - started
             points.record(cfg.max_steps, after, time.perf_counter() - started)
-            models.save_adapter(policy, policy.active_adapter, staging / "adapter")
-            tokenizer.save_pretrained(staging / "adapter")
+            rundir.write_folder(staging / "adapter", lambda folder: (
+                models.save_adapter(policy, policy.active_adapter, folder), tokenizer.save_pretrained(folder)))
         summary = _summary(algorithm, algo, cfg, where, context, policy, before, after, seconds, peak)
         summary.update(judges.summary_fields(cfg, rewards, algo), data=run_data.report)
         rundir.write_json(staging / "summary.json", summary)

@@ -150,7 +150,10 @@ def save_adapter(model, name: str, directory: Path) -> None:
     if sharding.is_sharded(model):
         # copies: numpy views (safetensors) would pin FSDP's gathered storage, which it frees on resharding
         extra["state_dict"] = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
-    model.save_pretrained(directory, selected_adapters=[name], **extra)
+    from aligner.harness.storage import writing
+
+    with writing(directory / "adapter_model.safetensors"):
+        model.save_pretrained(directory, selected_adapters=[name], **extra)
     nested = directory / name
     if name != "default" and nested.is_dir():
         for item in nested.iterdir():

@@ -28,7 +28,10 @@ class ScalarHead(torch.nn.Module):
         return self.linear(hidden.to(self.linear.weight.dtype)).squeeze(-1)
 
     def save(self, path: Path) -> None:
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(path))
+        from aligner.harness.storage import writing
+
+        with writing(path):
+            save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(path))
 
     def load(self, path: Path) -> None:
         self.load_state_dict(load_file(str(path)))

@@ -16,13 +16,14 @@ import torch
 
 from aligner.config import to_dict
 from aligner.data.batches import ShuffledOrder, take
+from aligner.harness import stopping
 from aligner.harness.rundir import CHECKPOINTS
 from aligner.modeling.base import (adapter_parameters, checkpointing_active, enable_gradient_checkpointing, lora_config,
                                    save_adapter)
 from aligner.offline.logps import ExampleLogps, PairLogps, ReferenceTable, example_logps, pair_logps
 from aligner.parallel import distributed, sharding
-from aligner.training.checkpoints import (continue_run, find_checkpoint, random_streams, read_checkpoint,
-                                          restore_random_streams, write_checkpoint)
+from aligner.training.checkpoints import (continue_run, find_checkpoint, prune_checkpoints, random_streams,
+                                          read_checkpoint, restore_random_streams, write_checkpoint)
 from aligner.training.guards import check_finite
 from aligner.training.optimizer import adamw, schedule
 
@@ -93,7 +94,8 @@ def warn_unsharded() -> None:
 
 def train_offline(context, model, step: Step, count: int, desc: str):
     """`cfg.max_steps` optimizer steps of `step` over shuffled batches of `count` rows; checkpoints every
-    `cfg.save_every` steps and at the end; continues from `cfg.resume` exactly."""
+    `cfg.save_every` steps, at the end and where a signal stops it (`aligner.harness.stopping`), keeping the last
+    `cfg.save_limit`; continues from `cfg.resume` exactly."""
     from tqdm.auto import tqdm
 
     cfg = context.config
@@ -114,7 +116,7 @@ def train_offline(context, model, step: Step, count: int, desc: str):
         last = resumed
     metrics: dict = {}
     with tqdm(total=cfg.max_steps, initial=first - 1, desc=desc, dynamic_ncols=True,
-              disable=not distributed.is_main()) as bar, checkpointing_active(model):
+              disable=not distributed.is_main()) as bar, checkpointing_active(model), stopping.loop():
         for number in range(first, cfg.max_steps + 1):
             loss, metrics = step(next(order))
             check_finite("loss", loss, number, last, loop=desc, unit="step")
@@ -134,9 +136,14 @@ def train_offline(context, model, step: Step, count: int, desc: str):
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}")
             context.evaluation_points(number, model)  # before the checkpoint: a resumed run carries its points
-            if (number % cfg.save_every == 0 or number == cfg.max_steps) and distributed.is_main():
+            stop = stopping.requested()
+            if (number % cfg.save_every == 0 or number == cfg.max_steps or stop) and distributed.is_main():
                 last = write(context.output_dir / CHECKPOINTS, number, model, optimizer, lr_schedule, order, tokens,
                              settings)
+                prune_checkpoints(context.output_dir / CHECKPOINTS, cfg.save_limit,
+                                  {context.evaluation_points.best_step()})
+            if stop:
+                raise stopping.stop(stop, number)
     model.set_adapter(POLICY)
     return model
 

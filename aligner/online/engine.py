@@ -24,6 +24,7 @@ import torch
 from aligner.config import to_dict
 from aligner.data.prompts import PromptRows
 from aligner.errors import ConfigError
+from aligner.harness import stopping
 from aligner.harness.rundir import CHECKPOINTS
 from aligner.modeling.base import (adapter_parameters, checkpointing_active, disable_dropout,
                                    enable_gradient_checkpointing, lora_config, save_adapter)
@@ -34,8 +35,9 @@ from aligner.online.update import update
 from aligner.parallel import distributed, sharding
 from aligner.reward import scoring as rewards
 from aligner.reward.judges import trains_reward_model
-from aligner.training.checkpoints import (continue_run, find_checkpoint, load_state, random_streams, read_checkpoint,
-                                          restore_random_streams, save_state, state_exists, write_checkpoint)
+from aligner.training.checkpoints import (continue_run, find_checkpoint, load_state, prune_checkpoints, random_streams,
+                                          read_checkpoint, restore_random_streams, save_state, state_exists,
+                                          write_checkpoint)
 from aligner.training.guards import check_finite
 from aligner.training.optimizer import adamw
 
@@ -180,15 +182,18 @@ def train_online(context, method: str, critic_factory=None, *, name: str | None 
     cfg = context.config
     context.evaluation_points.set_proxy(run.scorer)
     with tqdm(total=cfg.max_steps, initial=run.first_step - 1, desc=name or method, dynamic_ncols=True,
-              disable=not distributed.is_main()) as bar:
+              disable=not distributed.is_main()) as bar, stopping.loop():
         for step in range(run.first_step, cfg.max_steps + 1):
             metrics = iteration(run, step)
             context.log_metrics(step, metrics)
             bar.update(1)
             bar.set_postfix(score=f"{metrics['objective/scores']:+.3f}", kl=f"{metrics['objective/kl']:.2f}")
             context.evaluation_points(step, run.model)  # before the checkpoint: a resumed run carries its points
-            if step % cfg.save_every == 0 or step == cfg.max_steps:
+            stop = stopping.requested()
+            if step % cfg.save_every == 0 or step == cfg.max_steps or stop:
                 save(run, step)
+            if stop:
+                raise stopping.stop(stop, step)
     return finish(run)
 
 
@@ -205,6 +210,7 @@ def save(run: OnlineRun, step: int) -> None:
     with sharding.gathered(run.model):
         if distributed.is_main():
             run.last_checkpoint = write(directory, step, run, staged)
+            prune_checkpoints(directory, run.context.config.save_limit, {run.context.evaluation_points.best_step()})
     if staged is not None:
         distributed.barrier()  # the checkpoint is complete before any process goes on (or stops)
 

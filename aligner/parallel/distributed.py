@@ -104,6 +104,15 @@ def reduce_metrics(metrics: dict[str, float], summed: tuple[str, ...] = ()) -> d
     return {k: v if k in summed else v / world_size() for k, v in zip(keys, values.tolist())}
 
 
+def agree_max(value: int) -> int:
+    """The largest of every process's `value`, on every process (a collective: all call it at the same point)."""
+    if world_size() == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64)
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX, group=_cpu_group)
+    return int(tensor.item())
+
+
 def barrier() -> None:
     """Waits until every process gets here (a no-op with one process)."""
     if world_size() > 1:

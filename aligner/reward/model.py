@@ -15,6 +15,7 @@ import torch
 from aligner.data.batches import take
 from aligner.data.encoding import PairBatch, encode_pairs
 from aligner.errors import CheckpointError, DatasetError
+from aligner.harness import stopping
 from aligner.modeling.base import (active_adapter, adapter_parameters, add_adapter, base_fingerprint,
                                    checkpointing_active, save_adapter)
 from aligner.modeling.heads import ScalarHead, last_token_index
@@ -114,7 +115,7 @@ def train_reward_model(model, tokenizer, rows, *, steps: int, batch_size: int, l
     from tqdm.auto import tqdm
 
     bar = tqdm(total=steps, desc="reward model", dynamic_ncols=True, disable=not distributed.is_main())
-    with active_adapter(model, REWARD_ADAPTER, trainable=params), checkpointing_active(model), bar:
+    with active_adapter(model, REWARD_ADAPTER, trainable=params), checkpointing_active(model), bar, stopping.loop():
         for step in range(1, steps + 1):
             batch = take(rows, gen.sample(train_rows, min(batch_size, len(train_rows))))
             margin = pair_margins(model, head, encode_pairs(tokenizer, batch, max_length, device))
@@ -127,6 +128,9 @@ def train_reward_model(model, tokenizer, rows, *, steps: int, batch_size: int, l
                                                           "reward_model/accuracy": (margin > 0).float().mean().item()}))
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
+            stop = stopping.requested()
+            if stop:  # a reward model is not checkpointed: what it trained so far is not kept
+                raise stopping.stop(stop, step)
     for p in params:
         p.requires_grad_(False)
     accuracy = pairwise_accuracy(model, head, tokenizer, test_rows, max_length, device)
@@ -138,13 +142,27 @@ def train_reward_model(model, tokenizer, rows, *, steps: int, batch_size: int, l
 
 
 def save_reward_model(model, reward: RewardModel, directory: Path, metrics: dict) -> None:
-    """Writes `adapter/`, `head.safetensors` and `reward_model.json` (metrics and the base fingerprint)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    save_adapter(model, REWARD_ADAPTER, directory / "adapter")
-    reward.head.save(directory / "head.safetensors")
-    meta = {"base_fingerprint": base_fingerprint(model), "base_model": model.config.name_or_path,
-            "hidden_size": model.config.hidden_size, **metrics}
-    (directory / "reward_model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    """Writes `adapter/`, `head.safetensors` and `reward_model.json` (metrics and the base fingerprint), into a
+    hidden folder renamed at the end: a failed write (a full disk) leaves no reward model that looks complete."""
+    import os
+    import shutil
+
+    directory = Path(directory)
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        save_adapter(model, REWARD_ADAPTER, tmp / "adapter")
+        reward.head.save(tmp / "head.safetensors")
+        meta = {"base_fingerprint": base_fingerprint(model), "base_model": model.config.name_or_path,
+                "hidden_size": model.config.hidden_size, **metrics}
+        (tmp / "reward_model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if directory.exists():
+        shutil.rmtree(directory)
+    os.replace(tmp, directory)
 
 
 def read_reward_model_meta(directory: Path) -> dict:

@@ -237,10 +237,12 @@ def ensure(seed: int = 0, log=print) -> ToyWorld:
     the same time wait for the first one's build instead of building it too."""
     import fcntl
 
+    from aligner.harness import storage
+
     root = cache_dir() / f"toy-{WORLD_VERSION}-seed{seed}"
     if (root / "world.json").exists():
-        return ToyWorld(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
+        return ToyWorld(root)  # read only: a read-only cache that holds the world is fine
+    storage.check_writable(root.parent, "ALIGNER_CACHE" if "ALIGNER_CACHE" in os.environ else "the toy world's cache")
     with open(root.parent / f".{root.name}.lock", "a+", encoding="utf-8") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -80,15 +80,21 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
 
 def save_state(directory: Path, name: str, state: Any) -> None:
     """Writes `<name>.safetensors` and `<name>.json` in `directory` (each atomically)."""
+    from aligner.harness.storage import writing
+
     tensors: dict[str, torch.Tensor] = {}
     document = _encode(state, tensors)
     directory = Path(directory)
-    tmp = directory / f".{name}.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, directory / f"{name}.safetensors")
-    tmp = directory / f".{name}.json.tmp"
-    tmp.write_text(json.dumps(document) + "\n")
-    os.replace(tmp, directory / f"{name}.json")
+    for suffix, write in (("safetensors", lambda path: save_file(tensors, str(path))),
+                          ("json", lambda path: path.write_text(json.dumps(document) + "\n"))):
+        tmp = directory / f".{name}.{suffix}.tmp"
+        try:
+            with writing(tmp):
+                write(tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, directory / f"{name}.{suffix}")
 
 
 def state_exists(directory: Path, name: str) -> bool:
@@ -161,13 +167,41 @@ def write_checkpoint(directory: Path, step: int, write_files, state: dict, name:
 
     final, tmp = Path(directory) / f"step-{step:06d}", Path(directory) / f".step-{step:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write_files(tmp)
-    save_state(tmp, name, state)
+    try:
+        tmp.mkdir(parents=True)
+        write_files(tmp)
+        save_state(tmp, name, state)
+    except BaseException:  # a full disk, or a stop that abandoned the write: no half-written checkpoint stays
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():  # a resumed run re-writing the step it continued from
         shutil.rmtree(final)
     os.replace(tmp, final)
     return final
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step of a `step-NNNNNN` checkpoint folder's name."""
+    name = Path(path).name
+    return int(name[5:]) if name.startswith("step-") and name[5:].isdigit() else None
+
+
+def prune_checkpoints(directory: Path, limit: int, keep: set[int] | frozenset = frozenset(),
+                      name: str = "state") -> list[Path]:
+    """--save-limit: once the newest checkpoint in `directory` is complete, removes the oldest complete ones beyond
+    the last `limit` (0 keeps every one), except those whose step is in `keep` (the best evaluation's). Returns what
+    it removed."""
+    import shutil
+
+    if limit <= 0:
+        return []
+    complete = [c for c in sorted(Path(directory).glob("step-*")) if c.is_dir() and state_exists(c, name)]
+    removed = []
+    for old in complete[:-limit]:
+        if checkpoint_step(old) not in keep:
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old)
+    return removed
 
 
 def read_checkpoint(checkpoint: Path, kind: str, settings: dict, allow_changed: bool, resumable: frozenset,
@@ -214,7 +248,10 @@ def continue_run(context, checkpoint: Path, step: int, with_step_zero: bool = Fa
 
     context.summary_extras["resumed_from_step"] = step
     if distributed.is_main():
-        shutil.copytree(checkpoint, context.output_dir / CHECKPOINTS / checkpoint.name, dirs_exist_ok=True)
+        from aligner.harness.rundir import write_folder
+
+        write_folder(context.output_dir / CHECKPOINTS / checkpoint.name,
+                     lambda folder: shutil.copytree(checkpoint, folder, dirs_exist_ok=True))
     points = getattr(context, "evaluation_points", None)
     if points is not None and checkpoint.parent.name == CHECKPOINTS:
         points.carry(checkpoint.parents[1] / "evaluations.jsonl", step)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from transformers import TrainerCallback
 
+from aligner.harness import stopping
 from aligner.parallel import sharding
 
 
@@ -18,13 +19,32 @@ class MetricsCallback(TrainerCallback):
             self._log(state.global_step, {k: v for k, v in logs.items() if isinstance(v, (int, float))})
 
 
+class StopCallback(TrainerCallback):
+    """Ends TRL's training loop at the step boundary after a stop signal (`aligner.harness.stopping`); TRL's runs
+    save no checkpoint (save_strategy "no"), so such a run keeps nothing."""
+
+    def __init__(self):
+        self.signal, self.step = None, 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.signal, self.step = stopping.requested(), state.global_step
+        if self.signal:
+            control.should_training_stop = True
+
+
 def scratch_dir() -> str:
     """A throw-away folder for the `output_dir` TRL requires, removed at exit."""
     import atexit
     import shutil
     import tempfile
 
-    path = tempfile.mkdtemp(prefix="aligner-trl-")
+    from aligner.harness.storage import StorageCheckError
+
+    try:
+        path = tempfile.mkdtemp(prefix="aligner-trl-")
+    except OSError as error:
+        raise StorageCheckError(f"TMPDIR {tempfile.gettempdir()}: not writable ({error.strerror}); TRL's trainers "
+                                f"need a scratch folder there, so point TMPDIR at a writable one") from None
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
 
@@ -105,11 +125,14 @@ def train_with_trl(trainer_class, args, context):
         train_dataset=context.train_dataset.select_columns(core),  # TRL reads its own columns; extras stay out
         processing_class=context.tokenizer,
         peft_config=lora_config(context.config),
-        callbacks=[MetricsCallback(context.log_metrics)],
+        callbacks=[MetricsCallback(context.log_metrics), stopper := StopCallback()],
     )
     quiet_progress(trainer)
     counted = count_pair_tokens(trainer)
-    trainer.train()
+    with stopping.loop():
+        trainer.train()
+    if stopper.signal:
+        raise stopping.stop(stopper.signal, stopper.step)
     if counted["tokens"]:  # trainers that log no num_tokens of their own (ORPO)
         context.summary_extras.setdefault("trained_tokens", counted["tokens"])
     sharding.gather_full_weights(trainer.model)  # under FSDP2, the main process then evaluates and saves alone

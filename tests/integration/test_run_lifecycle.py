@@ -47,7 +47,7 @@ def interrupted_ppo(tmp_path_factory, toy_world):
 
     engine.update = dies_in_iteration_3
     try:
-        with pytest.raises(KeyboardInterrupt, match="its checkpoints are kept in .*--resume"):
+        with pytest.raises(KeyboardInterrupt, match=r"its checkpoints \(the last step-000002\) are kept in .*--resume"):
             aligner.run("ppo", output_dir=str(tmp / "killed"), verbose=False, **FAST)
     finally:
         engine.update = original
@@ -140,10 +140,14 @@ def start(argv: list[str]) -> subprocess.Popen:
                             text=True, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def ctrl_c(process: subprocess.Popen) -> tuple[str, str]:
-    os.killpg(process.pid, signal.SIGINT)
+def stop(process: subprocess.Popen, signum: int = signal.SIGINT, group: bool = True) -> tuple[str, str]:
+    """Ctrl-C as a terminal sends it (to the process group), or another signal to the group or the process alone."""
+    if group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr[-3000:]
+    assert process.returncode == 128 + signum, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
     return stdout, stderr
 
@@ -155,29 +159,63 @@ def aligner_lines(stderr: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_dpo_exits_130_and_keeps_nothing(tmp_path, toy_world):
+def test_ctrl_c_during_dpo_stops_at_a_step_boundary_with_a_checkpoint(tmp_path, toy_world):
     out = tmp_path / "out"
-    process = start(["run", "dpo", "--max-steps", "100000", "--output-dir", str(out), "--eval-prompts", "4"])
+    argv = ["run", "dpo", "--max-steps", "100000", "--output-dir", str(out), "--eval-prompts", "4"]
+    process = start(argv)
     wait_for(lambda: any(p.stat().st_size for p in tmp_path.glob(".out.partial-*/metrics.jsonl")), 180,
              "DPO to log its first step")
-    _, stderr = ctrl_c(process)
-    assert aligner_lines(stderr) == [f"aligner: interrupted; nothing was written to {out} (the partial output held "
-                                     f"no checkpoint and was removed)"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    _, stderr = stop(process)
+    partial = next(tmp_path.glob(".out.partial-*"))
+    last = sorted(p.name for p in (partial / "checkpoints").iterdir())[-1]
+    assert aligner_lines(stderr) == [f"aligner: interrupted at step {int(last[5:])}; its checkpoints (the last {last}) "
+                                     f"are kept in {partial} (not published to {out}): continue it with `aligner "
+                                     f"{' '.join(argv)} --resume {partial}`, or remove it with `aligner runs --clean "
+                                     f"{tmp_path}`"]
+    assert not out.exists() and not rundir.in_use(out)
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_ppo_keeps_its_checkpoints_for_resume(tmp_path, toy_world):
+def test_sigterm_during_ppo_keeps_its_checkpoints_for_resume(tmp_path, toy_world):
     out = tmp_path / "out"
     process = start(["run", "ppo", "--reward", "gold", "--max-steps", "100000", "--save-every", "1",
                      "--output-dir", str(out), "--eval-prompts", "4", "--prompts-per-step", "8", "--batch-size", "8"])
     wait_for(lambda: any(tmp_path.glob(".out.partial-*/checkpoints/step-000001")), 180, "PPO's first checkpoint")
-    _, stderr = ctrl_c(process)
+    _, stderr = stop(process, signal.SIGTERM, group=False)
     partial = next(tmp_path.glob(".out.partial-*"))
-    assert aligner_lines(stderr) == [f"aligner: interrupted; its checkpoints are kept in {partial} (not published to "
-                                     f"{out}): continue it with --resume {partial}, or remove it with `aligner runs "
-                                     f"--clean {tmp_path}`"]
+    kept = sorted(p.name for p in (partial / "checkpoints").iterdir())
+    assert 1 <= len(kept) <= 3, "--save-limit's default keeps the last 3"
+    (line,) = aligner_lines(stderr)
+    assert line.startswith(f"aligner: stopped by SIGTERM at step {int(kept[-1][5:])}; its checkpoints (the last "
+                           f"{kept[-1]}) are kept in {partial} (not published to {out}): continue it with `aligner run "
+                           f"ppo --reward gold --max-steps 100000 ")
     assert not out.exists() and not rundir.in_use(out)
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_bench_stops_its_run_and_the_same_command_continues_it(tmp_path, toy_world):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump({"common": {"eval_prompts": 4, "eval_max_new_tokens": 4}, "runs": [
+        {"name": "base", "algorithm": "base"},
+        {"name": "long", "algorithm": "dpo", "settings": {"max_steps": 60, "save_every": 5}}]}))
+    out = tmp_path / "out"
+    process = start(["bench", str(suite), "--output-dir", str(out)])
+    wait_for(lambda: any((out / "runs").glob(".long-seed0.partial-*/checkpoints/step-*")), 300,
+             "the second run's first checkpoint")
+    _, stderr = stop(process, signal.SIGTERM, group=False)  # as `docker stop` does: the bench alone gets it
+    (partial,) = (out / "runs").glob(".long-seed0.partial-*")
+    last = sorted(p.name for p in (partial / "checkpoints").iterdir())[-1]
+    assert aligner_lines(stderr) == [f"aligner: stopped by SIGTERM during run long-seed0; 1 finished run(s) of 2 are "
+                                     f"kept in {out}, and the same command continues with the rest (long-seed0 from "
+                                     f"its checkpoint {last})"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [partial.name, "base-seed0"]
+    assert not (out / "failed").exists() and not rundir.in_use(out)
+    again = subprocess.run([sys.executable, "-m", "aligner", "bench", str(suite), "--output-dir", str(out)],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads((out / "runs" / "long-seed0" / "summary.json").read_text())
+    assert summary["resumed_from_step"] == int(last[5:])
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["base-seed0", "long-seed0"]
 
 
 @pytest.mark.slow
@@ -189,10 +227,13 @@ def test_ctrl_c_during_a_suite_names_what_was_kept(tmp_path, toy_world):
     process = start(["bench", str(suite), "--output-dir", str(out)])
     wait_for(lambda: any(p.stat().st_size for p in (out / "runs").glob(".long-seed0.partial-*/metrics.jsonl")), 300,
              "the second run to train")
-    _, stderr = ctrl_c(process)
+    _, stderr = stop(process)
+    (partial,) = (out / "runs").glob(".long-seed0.partial-*")
+    last = sorted(p.name for p in (partial / "checkpoints").iterdir())[-1]
     assert aligner_lines(stderr) == [f"aligner: interrupted during run long-seed0; 1 finished run(s) of 2 are kept in "
-                                     f"{out}, and the same command continues with the rest"]
-    assert sorted(p.name for p in (out / "runs").iterdir()) == ["base-seed0"]
+                                     f"{out}, and the same command continues with the rest (long-seed0 from its "
+                                     f"checkpoint {last})"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [partial.name, "base-seed0"]
     assert not (out / "failed").exists() and not rundir.in_use(out)
 
 
