@@ -204,8 +204,10 @@ def _left_behind(staging: Path | None, out: Path, main: bool, what: str, command
         return f"{what}; nothing was written to {out}"
     if rundir.discard_unless_resumable(staging):
         last = rundir.checkpoints(staging)[-1]
+        launched = f" launched as before on {distributed.world_size()} processes" if distributed.world_size() > 1 \
+            else ""
         return (f"{what}; its checkpoints (the last {last.name}) are kept in {staging} (not published to {out}): "
-                f"continue it with `{resume_command(command, staging)}`, or remove it with "
+                f"continue it with `{resume_command(command, staging)}`{launched}, or remove it with "
                 f"`aligner runs --clean {out.parent}`")
     return f"{what}; nothing was written to {out} (the partial output held no checkpoint and was removed)"
 

@@ -224,3 +224,33 @@ def test_sharded_run_resumes_exactly(tmp_path, toy_world):
                              str(first), "--output-dir", str(unsharded)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "written by a run sharded over 2 processes; resume it with the same FSDP launch" in result.stderr
+
+
+def test_sigterm_to_torchrun_stops_both_processes_at_one_step_and_resumes(tmp_path, toy_world):
+    """SIGTERM to the launcher (as `timeout` or a scheduler sends it): torchrun passes it on, both processes stop at
+    the same step boundary with one checkpoint, only the main one prints, and the checkpoint resumes on two."""
+    import signal
+    import time
+
+    argv = ["run", "dpo", "--max-steps", "100000", "--save-every", "5", "--batch-size", "8", *TINY,
+            "--output-dir", str(tmp_path / "run")]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()), "-m", "aligner", *argv]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 240
+    while not list(tmp_path.glob(".run.partial-*/checkpoints/step-*")):
+        assert time.monotonic() < deadline and process.poll() is None, "no first checkpoint"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    lines = [line for line in stderr.replace("\r", "\n").splitlines() if line.startswith("aligner: stopped")]
+    (partial,) = tmp_path.glob(".run.partial-*")
+    last = sorted(p.name for p in (partial / "checkpoints").iterdir())[-1]
+    assert lines == [f"aligner: stopped by SIGTERM at step {int(last[5:])}; its checkpoints (the last {last}) are "
+                     f"kept in {partial} (not published to {tmp_path / 'run'}): continue it with `aligner "
+                     f"{' '.join(argv)} --resume {partial}` launched as before on 2 processes, or remove it with "
+                     f"`aligner runs --clean {tmp_path}`"]
+    launch([*argv[:2], "--max-steps", str(int(last[5:]) + 2), *argv[4:], "--resume", str(partial)])
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["resumed_from_step"] == int(last[5:]) and summary["num_processes"] == 2
