@@ -27,5 +27,14 @@ def load(name: str, **kwargs):
     cache files or locks."""
     import evaluate
 
+    from aligner.harness import storage
+
     kwargs.setdefault("keep_in_memory", kwargs.get("num_process", 1) == 1)
-    return evaluate.load(str(path(name)), **kwargs)
+    try:
+        return evaluate.load(str(path(name)), **kwargs)
+    except Exception as error:
+        found = storage.fault(error)
+        if found is None:
+            raise
+        raise storage.StorageError(f"loading aligner's {name} metric: evaluate copies it into its modules cache "
+                                   f"(HF_MODULES_CACHE), which cannot be written: {storage.describe(found)}") from None

@@ -143,6 +143,13 @@ def load_evaluate_module(spec: str, flag: str) -> tuple[object, str | None]:
     try:
         module = evaluate.load(target, keep_in_memory=True)
     except Exception as error:
+        from aligner.harness import storage
+
+        found = storage.fault(error)
+        if found is not None:
+            raise storage.StorageCheckError(f"{flag} {spec}: evaluate copies the module into its modules cache "
+                                            f"(HF_MODULES_CACHE), which cannot be written: {storage.describe(found)}"
+                                            ) from None
         hint = "" if Path(target).is_absolute() else "; a hub name needs the network or evaluate's cached copy"
         raise RewardError(f"{flag} {spec}: could not load the evaluate module {target} ({_one_line(error)}){hint}"
                           ) from None

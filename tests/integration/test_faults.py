@@ -171,6 +171,20 @@ def test_a_second_signal_stops_at_once(tmp_path, capsys, monkeypatch, toy_world)
     assert leftovers(tmp_path) == []
 
 
+def test_sigterm_while_the_toy_world_is_built_leaves_the_cache_clean(tmp_path, capsys, monkeypatch):
+    from aligner.toy import world
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ALIGNER_CACHE", str(cache))
+    signal_on_call(monkeypatch, world, "pretrain", signal.SIGTERM, 1)
+    out = tmp_path / "runs" / "out"
+    assert main(["run", "dpo", "--output-dir", str(out)]) == 143
+    assert one_line(capsys) == (f"aligner: stopped by SIGTERM; nothing was written to {out} (the partial output "
+                                f"held no checkpoint and was removed)")
+    assert [p.name for p in cache.iterdir()] == [f".toy-{world.WORLD_VERSION}-seed0.lock"]
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
 def test_sigterm_between_a_suites_runs(tmp_path, capsys, monkeypatch, toy_world):
     from aligner.bench import execute
 
@@ -443,3 +457,25 @@ def test_save_limit_keeps_the_last_checkpoints_and_the_best_evaluations(tmp_path
     assert main(["run", "dpo", *TINY_DPO, "--max-steps", "8", "--save-every", "1", "--eval-points", "3",
                  "--save-limit", "1", "--resume", str(every), "--output-dir", str(resumed)]) == 0
     assert sorted(p.name for p in (resumed / "checkpoints").iterdir())[-1] == "step-000008"
+
+
+def test_a_read_only_evaluate_modules_cache_is_refused_naming_it(tmp_path, failing_writes):
+    import evaluate.config
+
+    from aligner import plugins
+    from aligner.reward import sources
+
+    folder = tmp_path / "fresh_judge"  # a module evaluate has not copied yet this session
+    folder.mkdir()
+    (folder / "fresh_judge.py").write_text(
+        "import datasets\nimport evaluate\n\n\nclass FreshJudge(evaluate.Metric):\n    def _info(self):\n"
+        "        return evaluate.MetricInfo(description='', citation='', inputs_description='',\n"
+        "                                   features=datasets.Features({'predictions': datasets.Value('string')}))\n\n"
+        "    def _compute(self, predictions):\n        return {'scores': [len(p) for p in predictions]}\n")
+    failing_writes(errno.EROFS, str(evaluate.config.HF_MODULES_CACHE))
+    with pytest.raises(storage.StorageCheckError) as refused:
+        sources.resolve_reward(f"evaluate:{folder}", plugins.default().registry, "--gold-reward")
+    assert str(refused.value).startswith(f"--gold-reward evaluate:{folder}: evaluate copies the module into its "
+                                         f"modules cache (HF_MODULES_CACHE), which cannot be written: "
+                                         f"{evaluate.config.HF_MODULES_CACHE}")
+    assert str(refused.value).endswith(": Read-only file system (EROFS)") and refused.value.exit_code == 2
