@@ -175,9 +175,10 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_folder(path: Path, fill) -> None:
-    """`fill(folder)` writes into a hidden folder beside `path`, renamed to `path` once complete: a failed write (a
-    full disk) leaves neither a partial folder nor a temp one."""
+def write_folder(path: Path, fill) -> Path:
+    """`fill(folder)` writes into a hidden folder beside `path`, which replaces `path` once complete: a failed or
+    abandoned write (a full disk, a stop) leaves neither a partial folder nor a temp one, and `path` as it was."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -186,7 +187,10 @@ def write_folder(path: Path, fill) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if path.exists():
+        shutil.rmtree(path)
     os.replace(tmp, path)
+    return path
 
 
 def write_json(path: Path, data) -> None:

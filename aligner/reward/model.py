@@ -142,27 +142,18 @@ def train_reward_model(model, tokenizer, rows, *, steps: int, batch_size: int, l
 
 
 def save_reward_model(model, reward: RewardModel, directory: Path, metrics: dict) -> None:
-    """Writes `adapter/`, `head.safetensors` and `reward_model.json` (metrics and the base fingerprint), into a
-    hidden folder renamed at the end: a failed write (a full disk) leaves no reward model that looks complete."""
-    import os
-    import shutil
+    """Writes `adapter/`, `head.safetensors` and `reward_model.json` (metrics and the base fingerprint), whole or not
+    at all (`rundir.write_folder`): a failed write (a full disk) leaves no reward model that looks complete."""
+    from aligner.harness.rundir import write_folder
 
-    directory = Path(directory)
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        save_adapter(model, REWARD_ADAPTER, tmp / "adapter")
-        reward.head.save(tmp / "head.safetensors")
+    def fill(folder: Path) -> None:
+        save_adapter(model, REWARD_ADAPTER, folder / "adapter")
+        reward.head.save(folder / "head.safetensors")
         meta = {"base_fingerprint": base_fingerprint(model), "base_model": model.config.name_or_path,
                 "hidden_size": model.config.hidden_size, **metrics}
-        (tmp / "reward_model.json").write_text(json.dumps(meta, indent=2) + "\n")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if directory.exists():
-        shutil.rmtree(directory)
-    os.replace(tmp, directory)
+        (folder / "reward_model.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    write_folder(Path(directory), fill)
 
 
 def read_reward_model_meta(directory: Path) -> dict:

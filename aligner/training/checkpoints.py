@@ -161,23 +161,16 @@ def restore_random_streams(state: dict) -> None:
 
 
 def write_checkpoint(directory: Path, step: int, write_files, state: dict, name: str = "state") -> Path:
-    """`directory/step-NNNNNN`, written whole or not at all: `write_files(folder)` (adapters, heads) and the state
-    go to a hidden temp folder that is renamed at the end, so the latest complete checkpoint is always a good one."""
-    import shutil
+    """`directory/step-NNNNNN`, written whole or not at all (`rundir.write_folder`): `write_files(folder)` (adapters,
+    heads) and the state, so the latest complete checkpoint is always a good one. A resumed run re-writing the step
+    it continued from replaces it."""
+    from aligner.harness.rundir import write_folder
 
-    final, tmp = Path(directory) / f"step-{step:06d}", Path(directory) / f".step-{step:06d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        write_files(tmp)
-        save_state(tmp, name, state)
-    except BaseException:  # a full disk, or a stop that abandoned the write: no half-written checkpoint stays
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if final.exists():  # a resumed run re-writing the step it continued from
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
+    def fill(folder: Path) -> None:
+        write_files(folder)
+        save_state(folder, name, state)
+
+    return write_folder(Path(directory) / f"step-{step:06d}", fill)
 
 
 def checkpoint_step(path: Path) -> int | None:

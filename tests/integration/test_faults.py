@@ -208,20 +208,21 @@ def test_sigterm_between_a_suites_runs(tmp_path, capsys, monkeypatch, toy_world)
 
 
 class FailingWrites:
-    """Fails the `nth` write (1 = the first) whose path contains `match` with `error` (an errno)."""
+    """Fails the `nth` write (1 = the first) whose path contains `match` with `error` (an errno), or with `nth`
+    None every such write, as a read-only filesystem does. `failed` is the first path failed."""
 
     active: "FailingWrites | None" = None
     _hooked = False
 
-    def __init__(self, error: int, match: str, nth: int = 1):
+    def __init__(self, error: int, match: str, nth: int | None = 1):
         self.error, self.match, self.nth, self.seen, self.failed = error, match, nth, 0, None
 
     def hit(self, path) -> bool:
-        if self.failed is not None or self.match not in str(path):
+        if self.match not in str(path) or (self.nth is not None and self.failed is not None):
             return False
         self.seen += 1
-        if self.seen == self.nth:
-            self.failed = str(path)
+        if self.nth is None or self.seen == self.nth:
+            self.failed = self.failed or str(path)
             return True
         return False
 
@@ -261,7 +262,7 @@ def failing_writes(monkeypatch):
 
         monkeypatch.setattr(module, name, safetensors_writer)
 
-    def arm(error: int, match: str, nth: int = 1) -> FailingWrites:
+    def arm(error: int, match: str, nth: int | None = 1) -> FailingWrites:
         FailingWrites.active = FailingWrites(error, match, nth)
         return FailingWrites.active
 
@@ -334,7 +335,7 @@ def test_an_io_error_writing_the_bench_results_names_the_file_and_keeps_the_runs
 def test_a_read_only_toy_world_cache_is_refused_before_anything_runs(tmp_path, capsys, failing_writes, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("ALIGNER_CACHE", str(cache))
-    failing_writes(errno.EROFS, str(cache))
+    failing_writes(errno.EROFS, str(cache), nth=None)
     out = tmp_path / "runs" / "out"
     assert main(["run", "dpo", "--output-dir", str(out)]) == 2
     assert one_line(capsys) == (f"aligner: error: ALIGNER_CACHE {cache}: not writable (Read-only file system); "
@@ -365,7 +366,7 @@ def test_a_read_only_datasets_cache_is_refused_naming_it(tmp_path, capsys, faili
                             for i in range(8)))
     arrow = tmp_path / "arrow"
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(arrow))
-    failing_writes(errno.EROFS, str(arrow))
+    failing_writes(errno.EROFS, str(arrow), nth=None)
     assert main(["run", "dpo", "--dataset", str(rows), "--output-dir", str(tmp_path / "out")]) == 2
     assert one_line(capsys) == (f"aligner: error: HF_DATASETS_CACHE {arrow}: not writable (Read-only file system); "
                                 f"choose a writable location")
@@ -472,7 +473,7 @@ def test_a_read_only_evaluate_modules_cache_is_refused_naming_it(tmp_path, faili
         "        return evaluate.MetricInfo(description='', citation='', inputs_description='',\n"
         "                                   features=datasets.Features({'predictions': datasets.Value('string')}))\n\n"
         "    def _compute(self, predictions):\n        return {'scores': [len(p) for p in predictions]}\n")
-    failing_writes(errno.EROFS, str(evaluate.config.HF_MODULES_CACHE))
+    failing_writes(errno.EROFS, str(evaluate.config.HF_MODULES_CACHE), nth=None)
     with pytest.raises(storage.StorageCheckError) as refused:
         sources.resolve_reward(f"evaluate:{folder}", plugins.default().registry, "--gold-reward")
     assert str(refused.value).startswith(f"--gold-reward evaluate:{folder}: evaluate copies the module into its "
