@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:
         terminal.end_progress_bars()
         if not getattr(interrupt, "quiet", False):
-            what = stopping.what_stopped(getattr(interrupt, "signum", stopping.signal.SIGINT))
+            what = stopping.what_stopped(stopping.signal_of(interrupt))
             print(f"aligner: {interrupt or f'{what}; nothing was written'}", file=sys.stderr)
         return stopping.exit_code(interrupt)
     except BrokenPipeError:  # `aligner plugins | head`: the reader left; end quietly, as shell tools do

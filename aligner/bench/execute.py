@@ -195,17 +195,17 @@ def stopped_run(out: Path, spec: RunSpec) -> Path | None:
     from aligner.training.checkpoints import load_state
 
     directory = run_dir(out, spec)
-    for partial in sorted(directory.parent.glob(f".{directory.name}.partial-*"), key=lambda p: p.stat().st_mtime,
-                          reverse=True):
-        found = rundir.checkpoints(partial)
-        if not found or rundir.in_use(directory):
-            continue
+    if not directory.parent.is_dir():
+        return None
+    candidates = [p for p in rundir.find_partials(directory.parent)
+                  if p.destination == directory and p.checkpoints and not p.in_use]
+    for partial in sorted(candidates, key=lambda p: p.path.stat().st_mtime, reverse=True):
         try:
-            settings = load_state(found[-1], "state").get("settings", {})
+            settings = load_state(partial.checkpoints[-1], "state").get("settings", {})
         except Exception:  # noqa: BLE001 - an unreadable checkpoint is not continued; the run starts again
             continue
         if fingerprint_values(settings) == spec.fingerprint:
-            return partial
+            return partial.path
     return None
 
 
@@ -217,7 +217,7 @@ def wait_or_interrupt(process: subprocess.Popen) -> int:
         return process.wait()
     except KeyboardInterrupt as interrupt:
         try:
-            process.send_signal(getattr(interrupt, "signum", signal.SIGINT))
+            process.send_signal(stopping.signal_of(interrupt))
             process.wait(timeout=stopping.grace() + STOP_MARGIN)
         except (KeyboardInterrupt, subprocess.TimeoutExpired):
             process.kill()
@@ -276,7 +276,7 @@ def suite_interrupted(interrupt: KeyboardInterrupt, out: Path, suite: Suite, cur
                       ) -> SuiteInterrupted:
     """What a suite stopped by a signal kept: its finished runs, and the stopped run's checkpoint, which the same
     command continues from."""
-    signum = getattr(interrupt, "signum", signal.SIGINT)
+    signum = stopping.signal_of(interrupt)
     kept = sum(is_finished(out, s) for s in suite.runs)
     where, continues = "", ""
     if current is not None:

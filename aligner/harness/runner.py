@@ -216,16 +216,14 @@ def _stopped(interrupt: KeyboardInterrupt, staging: Path | None, out: Path, main
              command: list[str] | None) -> stopping.Stopped:
     """The `Stopped` a run ends with after a signal, its message saying what was kept (only the main process
     says it)."""
-    signum = getattr(interrupt, "signum", stopping.signal.SIGINT)
+    signum = stopping.signal_of(interrupt)
     what = stopping.what_stopped(signum)
     if getattr(interrupt, "step", None) is not None:
         what += f" at step {interrupt.step}"
     if getattr(interrupt, "abandoned", False):
         what += f" (the step in progress was abandoned: it had not ended {stopping.grace():g} s after the signal)"
     message = _left_behind(staging, out, main, what, command)
-    stopped = stopping.Stopped(message if main else "", signum)
-    stopped.quiet = not main
-    return stopped
+    return stopping.Stopped(message if main else "", signum, quiet=not main)
 
 
 def _storage_failure(found: OSError, staging: Path | None, out: Path, main: bool, command: list[str] | None,
@@ -236,8 +234,9 @@ def _storage_failure(found: OSError, staging: Path | None, out: Path, main: bool
     if not progress["trained"]:
         return f"could not write {storage.describe(found)}; {kept}"
     need = ""
-    if main and staging is not None and rundir.checkpoints(staging):
-        adapter = rundir.checkpoints(staging)[-1] / "policy"
+    kept_checkpoints = rundir.checkpoints(staging) if main and staging is not None else []
+    if kept_checkpoints:
+        adapter = kept_checkpoints[-1] / "policy"
         if adapter.is_dir():
             need = (f" (the adapter alone needs {storage.megabytes(storage.size_of(adapter))}; "
                     f"{storage.megabytes(storage.free_bytes(staging))} is free there)")

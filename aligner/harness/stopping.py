@@ -2,7 +2,7 @@
 terminal) end a command the same way.
 
 Inside a training loop the first signal only asks to stop: the loop finishes its step, writes a checkpoint and
-raises `Stopped` at the step boundary (`boundary`), so what was trained is kept and `--resume` continues it. A step
+raises `Stopped` (`stop`) at the step boundary where it asked `requested`, so what was trained is kept and `--resume` continues it. A step
 that has not reached the boundary within the grace period (`ALIGNER_STOP_GRACE` seconds, default GRACE, chosen to
 fit `docker stop`'s 10 s and Slurm's default 30 s) is abandoned, keeping the last complete checkpoint. A second
 signal stops at once. Outside a loop (loading, evaluating, between a bench's runs) a signal stops at once: nothing
@@ -34,18 +34,21 @@ class Stopped(KeyboardInterrupt):
     after Ctrl-C cleans up after every stop."""
 
     def __init__(self, message: str = "", signum: int = signal.SIGINT, step: int | None = None,
-                 abandoned: bool = False):
+                 abandoned: bool = False, quiet: bool = False):
         super().__init__(message)
         self.signum, self.step, self.abandoned = signum, step, abandoned
+        self.quiet = quiet
+        """Nothing to print: a process other than the main one, which reports the stop."""
 
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
+
+def signal_of(interrupt: BaseException) -> int:
+    """The signal behind a stop: a `Stopped`'s, or SIGINT for a plain KeyboardInterrupt (Python's Ctrl-C)."""
+    return getattr(interrupt, "signum", signal.SIGINT)
 
 
 def exit_code(interrupt: BaseException) -> int:
     """128 + the signal's number, as shells report it: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
-    return 128 + getattr(interrupt, "signum", signal.SIGINT)
+    return 128 + signal_of(interrupt)
 
 
 def what_stopped(signum: int) -> str:

@@ -34,7 +34,7 @@ def test_inside_a_loop_the_first_signal_is_recorded_for_the_step_boundary():
         send(signal.SIGTERM)  # the same stop delivered twice (to the group, and forwarded by a parent)
         assert stopping.requested() == signal.SIGTERM
         stop = stopping.stop(signal.SIGTERM, 7)
-    assert isinstance(stop, KeyboardInterrupt) and stop.step == 7 and stop.exit_code == 143
+    assert isinstance(stop, KeyboardInterrupt) and stop.step == 7 and stopping.exit_code(stop) == 143
 
 
 def test_a_second_signal_stops_at_once(monkeypatch):
